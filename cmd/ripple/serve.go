@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ripple-rec/ripple/internal/api"
+	"github.com/ripple-rec/ripple/internal/demo"
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/eventlog"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/ingest"
+	"github.com/ripple-rec/ripple/internal/observe"
+	"github.com/ripple-rec/ripple/internal/recommend"
+	"github.com/ripple-rec/ripple/internal/store"
+)
+
+// serveConfig is the whole serve configuration; every flag has a key here.
+type serveConfig struct {
+	Addr             string           `yaml:"addr"`
+	DataDir          string           `yaml:"data_dir"`
+	Demo             bool             `yaml:"demo"`
+	DemoData         string           `yaml:"demo_data"`
+	DemoFormat       string           `yaml:"demo_format"`
+	Features         string           `yaml:"features"` // YAML feature file; empty: built-in defaults
+	SnapshotInterval string           `yaml:"snapshot_interval"`
+	RetentionBytes   int64            `yaml:"retention_bytes"`
+	RetentionAge     string           `yaml:"retention_age"`
+	LogLevel         string           `yaml:"log_level"`
+	EventTypes       []string         `yaml:"event_types"` // accepted beyond view, click, cart, purchase, rating
+	MaxBodyBytes     int64            `yaml:"max_body_bytes"`
+	MaxBatchEvents   int              `yaml:"max_batch_events"`
+	ReadTimeout      string           `yaml:"read_timeout"`
+	IngestTimeout    string           `yaml:"ingest_timeout"`
+	StaleAfter       int              `yaml:"stale_after_records"` // apply lag that marks responses stale
+	Recommend        recommend.Config `yaml:"recommend"`
+}
+
+func defaultServeConfig() serveConfig {
+	o := api.DefaultOptions()
+	return serveConfig{Addr: "127.0.0.1:8080", DataDir: "./ripple-data", SnapshotInterval: "1m", LogLevel: "info",
+		MaxBodyBytes: o.MaxBodyBytes, MaxBatchEvents: o.MaxBatchEvents, ReadTimeout: o.ReadTimeout.String(),
+		IngestTimeout: o.IngestTimeout.String(), StaleAfter: 10_000, Recommend: recommend.DefaultConfig()}
+}
+
+func init() {
+	subcommands = append(subcommands, newServeCmd)
+}
+
+func newServeCmd() *cobra.Command {
+	cfg := defaultServeConfig()
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Ripple server (embedded event log, features and store)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			final := defaultServeConfig()
+			if configFile != "" {
+				b, err := os.ReadFile(configFile)
+				if err != nil {
+					return err
+				}
+				dec := yaml.NewDecoder(strings.NewReader(string(b)))
+				dec.KnownFields(true)
+				if err := dec.Decode(&final); err != nil {
+					return fmt.Errorf("config %s: %w", configFile, err)
+				}
+			}
+			// Flags given on the command line win over the file.
+			cmd.Flags().Visit(func(f *pflag.Flag) { overrideFromFlag(&final, &cfg, f.Name) })
+			return runServe(cmd.Context(), final)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML config file (every flag has a key of the same name, dashes as underscores)")
+	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "listen address")
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for the event log and snapshots")
+	f.BoolVar(&cfg.Demo, "demo", false, "load the synthetic demo dataset into an empty data dir")
+	f.StringVar(&cfg.DemoData, "demo-data", "", "load this file into an empty data dir instead of the synthetic demo")
+	f.StringVar(&cfg.DemoFormat, "demo-format", "", "format of --demo-data: "+strings.Join(event.Formats, "|")+" (default: from the file name)")
+	f.StringVar(&cfg.Features, "features", "", "feature spec YAML (default: built-in)")
+	f.StringVar(&cfg.SnapshotInterval, "snapshot-interval", cfg.SnapshotInterval, "how often feature state is snapshotted")
+	f.Int64Var(&cfg.RetentionBytes, "retention-bytes", 0, "event log size bound (0: unlimited)")
+	f.StringVar(&cfg.RetentionAge, "retention-age", "", "event log age bound, e.g. 30d (empty: unlimited)")
+	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug|info|warn|error")
+	return cmd
+}
+
+func overrideFromFlag(dst, src *serveConfig, name string) {
+	switch name {
+	case "addr":
+		dst.Addr = src.Addr
+	case "data-dir":
+		dst.DataDir = src.DataDir
+	case "demo":
+		dst.Demo = src.Demo
+	case "demo-data":
+		dst.DemoData = src.DemoData
+	case "demo-format":
+		dst.DemoFormat = src.DemoFormat
+	case "features":
+		dst.Features = src.Features
+	case "snapshot-interval":
+		dst.SnapshotInterval = src.SnapshotInterval
+	case "retention-bytes":
+		dst.RetentionBytes = src.RetentionBytes
+	case "retention-age":
+		dst.RetentionAge = src.RetentionAge
+	case "log-level":
+		dst.LogLevel = src.LogLevel
+	}
+}
+
+func parseDur(name, s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	d, err := features.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return d, nil
+}
+
+// node is one running Ripple process's parts, shared by serve and bench.
+type node struct {
+	log     *eventlog.Embedded
+	snaps   *store.Snapshots
+	engine  *features.Engine
+	ingest  *ingest.Service
+	pipe    *recommend.Pipeline
+	metrics *observe.Metrics
+	api     *api.Server
+	logger  *slog.Logger
+}
+
+func openNode(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*node, error) {
+	snapEvery, err := parseDur("snapshot_interval", cfg.SnapshotInterval)
+	if err != nil {
+		return nil, err
+	}
+	retAge, err := parseDur("retention_age", cfg.RetentionAge)
+	if err != nil {
+		return nil, err
+	}
+	readTimeout, err := parseDur("read_timeout", cfg.ReadTimeout)
+	if err != nil {
+		return nil, err
+	}
+	ingestTimeout, err := parseDur("ingest_timeout", cfg.IngestTimeout)
+	if err != nil {
+		return nil, err
+	}
+	fcfg := features.DefaultConfig()
+	if cfg.Features != "" {
+		if fcfg, err = features.LoadConfig(cfg.Features); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, err
+	}
+	n := &node{logger: logger}
+	n.log, err = eventlog.OpenEmbedded(filepath.Join(cfg.DataDir, "log"), eventlog.EmbeddedOptions{
+		RetentionBytes: cfg.RetentionBytes, RetentionAge: retAge, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	if n.snaps, err = store.OpenSnapshots(filepath.Join(cfg.DataDir, "snapshots")); err != nil {
+		n.log.Close()
+		return nil, err
+	}
+	n.engine = features.NewEngine(fcfg, nil)
+	var svc *ingest.Service
+	n.metrics = observe.NewMetrics(func() float64 { return float64(n.engine.Late()) },
+		func() float64 { return svc.SnapshotAge() })
+	// Snapshots are taken from the first one on, so retention may only drop
+	// records a snapshot covers.
+	n.log.SetRetentionFloor(0)
+	svc = ingest.New(n.log, n.engine, n.snaps, n.metrics, logger, ingest.Options{
+		SnapshotEvery: snapEvery, RetentionFloor: n.log.SetRetentionFloor})
+	n.ingest = svc
+	if err := svc.Recover(ctx); err != nil {
+		n.close()
+		return nil, err
+	}
+	svc.Start()
+	n.pipe = recommend.New(n.engine, cfg.Recommend)
+	staleAfter := uint64(max(cfg.StaleAfter, 1))
+	n.pipe.Health = func() string {
+		if end := n.log.End(); end > n.engine.Applied()+1+staleAfter {
+			return recommend.Stale
+		}
+		return recommend.Healthy
+	}
+	opts := api.DefaultOptions()
+	opts.MaxBodyBytes, opts.MaxBatchEvents, opts.ExtraEventTypes = cfg.MaxBodyBytes, cfg.MaxBatchEvents, cfg.EventTypes
+	if readTimeout > 0 {
+		opts.ReadTimeout = readTimeout
+	}
+	if ingestTimeout > 0 {
+		opts.IngestTimeout = ingestTimeout
+	}
+	opts.MaxK = cfg.Recommend.MaxK
+	n.api = api.New(svc, n.engine, n.pipe, n.metrics, logger, opts)
+	return n, nil
+}
+
+// close flushes: the applier drains the log, a final snapshot is written,
+// then the log closes.
+func (n *node) close() {
+	if n.ingest != nil {
+		if err := n.ingest.Close(); err != nil {
+			n.logger.Error("final snapshot failed", "err", err)
+		}
+	}
+	if n.snaps != nil {
+		n.snaps.Close()
+	}
+	if n.log != nil {
+		n.log.Close()
+	}
+}
+
+func runServe(ctx context.Context, cfg serveConfig) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("log_level: %w", err)
+	}
+	logger := observe.NewLogger(os.Stderr, level)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	n, err := openNode(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	if cfg.Demo || cfg.DemoData != "" {
+		if err := loadDemo(ctx, n, cfg, logger); err != nil {
+			return err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	srv := api.NewHTTPServer(cfg.Addr, n.api.Handler())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("ripple serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "applied", n.engine.Applied(),
+		"users", n.engine.UserCount(), "items", n.engine.ItemCount())
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: draining requests")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Error("shutdown", "err", err)
+	}
+	return nil
+}
+
+// loadDemo fills an empty data dir with the synthetic demo or a real file.
+func loadDemo(ctx context.Context, n *node, cfg serveConfig, logger *slog.Logger) error {
+	if n.log.End() > 1 {
+		logger.Info("data dir already holds events; demo data not loaded again", "records", n.log.End()-1)
+		return nil
+	}
+	var items []event.Item
+	var events []event.Interaction
+	if cfg.DemoData != "" {
+		format := cfg.DemoFormat
+		if format == "" {
+			format = event.FormatFromName(cfg.DemoData)
+		}
+		f, err := os.Open(cfg.DemoData)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := event.ReadFile(f, format, func(e *event.Interaction) error {
+			events = append(events, *e)
+			return nil
+		}); err != nil {
+			return fmt.Errorf("%s: %w", cfg.DemoData, err)
+		}
+	} else {
+		ds := demo.Generate(demo.DefaultOptions(time.Now()))
+		items, events = ds.Items, ds.Events
+	}
+	start := time.Now()
+	if len(items) > 0 {
+		if err := n.ingest.Items(ctx, items); err != nil {
+			return err
+		}
+	}
+	v := event.NewValidator(cfg.EventTypes...)
+	rejected := 0
+	for len(events) > 0 {
+		batch := events[:min(len(events), 5000)]
+		events = events[len(batch):]
+		valid := batch[:0]
+		for i := range batch {
+			if v.Interaction(&batch[i]) == nil {
+				valid = append(valid, batch[i])
+			} else {
+				rejected++
+			}
+		}
+		if _, err := n.ingest.Events(ctx, valid); err != nil {
+			return err
+		}
+	}
+	logger.Info("demo data loaded", "records", n.log.End()-1, "rejected", rejected, "items", n.engine.ItemCount(),
+		"users", n.engine.UserCount(), "seconds", time.Since(start).Seconds())
+	return nil
+}

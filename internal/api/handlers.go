@@ -1,0 +1,363 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/ingest"
+	"github.com/ripple-rec/ripple/internal/recommend"
+)
+
+type eventsResponse struct {
+	Accepted   int                `json:"accepted"`
+	Duplicates int                `json:"duplicates"`
+	Rejected   int                `json:"rejected"`
+	Errors     []event.IndexError `json:"errors"`
+	RequestID  string             `json:"request_id"`
+}
+
+// postEvents answers 202 only after the accepted events are durable in the
+// log and applied to the features (read-your-writes).
+func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
+	mt := mediaType(r)
+	if mt != "application/json" && mt != "application/x-ndjson" && mt != "" {
+		writeError(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type",
+			"Content-Type must be application/json (array) or application/x-ndjson, got "+mt)
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var batch *event.Batch
+	var err error
+	if mt == "application/x-ndjson" {
+		batch, err = event.ParseNDJSON(body, s.validator, s.opts.MaxBatchEvents)
+	} else {
+		batch, err = event.ParseJSONArray(body, s.validator, s.opts.MaxBatchEvents)
+	}
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_body", strings.TrimPrefix(err.Error(), event.ErrInvalid.Error()+": "))
+		return
+	}
+	resp := eventsResponse{Rejected: len(batch.Errors), Errors: batch.Errors, RequestID: RequestID(r.Context())}
+	if resp.Errors == nil {
+		resp.Errors = []event.IndexError{}
+	}
+	if s.m != nil && resp.Rejected > 0 {
+		s.m.Events.WithLabelValues("rejected").Add(float64(resp.Rejected))
+	}
+	if len(batch.Events) == 0 {
+		writeJSON(w, http.StatusBadRequest, struct {
+			errorBody
+			eventsResponse
+		}{errorBody{errorDetail{Code: "invalid_event", Message: "every event was rejected; first: " + batch.Errors[0].Error,
+			RequestID: resp.RequestID}}, resp})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.IngestTimeout)
+	defer cancel()
+	res, err := s.w.Events(ctx, batch.Events)
+	resp.Accepted, resp.Duplicates = res.Accepted, res.Duplicates
+	if s.m != nil {
+		s.m.Events.WithLabelValues("accepted").Add(float64(res.Accepted))
+		s.m.Events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
+	}
+	switch {
+	case errors.Is(err, ingest.ErrApplyPending):
+		// Durable, so acknowledged; the header tells the client it may not
+		// see its own write in the very next read.
+		w.Header().Set("X-Ripple-Applied", "pending")
+	case err != nil:
+		s.log.Error("append failed", "err", err, "request_id", resp.RequestID)
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the event log did not accept the batch; nothing was acknowledged, retry with the same event ids")
+		return
+	}
+	writeJSON(w, http.StatusAccepted, resp)
+}
+
+func (s *Server) putItem(w http.ResponseWriter, r *http.Request) {
+	if !s.requireJSON(w, r) {
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var it event.Item
+	err := event.DecodeItem(body, r.PathValue("item"), &it)
+	if err == nil {
+		err = s.validator.Item(&it)
+	}
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_item", strings.TrimPrefix(err.Error(), event.ErrInvalid.Error()+": "))
+		return
+	}
+	if !s.writeItems(w, r, []event.Item{it}) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"item": it.ID, "categories": nonNil(it.Categories), "hidden": it.Hidden,
+		"request_id": RequestID(r.Context())})
+}
+
+func (s *Server) postItems(w http.ResponseWriter, r *http.Request) {
+	if !s.requireJSON(w, r) {
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_body", "body must be a JSON array of items")
+		return
+	}
+	if len(raws) > s.opts.MaxBatchEvents {
+		writeError(w, r, http.StatusBadRequest, "invalid_body", "too many items in one request")
+		return
+	}
+	items := make([]event.Item, 0, len(raws))
+	errs := []event.IndexError{}
+	for i, raw := range raws {
+		var it event.Item
+		err := event.DecodeItem(raw, "", &it)
+		if err == nil {
+			err = s.validator.Item(&it)
+		}
+		if err != nil {
+			errs = append(errs, event.IndexError{Index: i, Error: strings.TrimPrefix(err.Error(), event.ErrInvalid.Error()+": ")})
+			continue
+		}
+		items = append(items, it)
+	}
+	if len(items) == 0 {
+		msg := "empty array"
+		if len(errs) > 0 {
+			msg = "every item was rejected; first: " + errs[0].Error
+		}
+		writeError(w, r, http.StatusBadRequest, "invalid_item", msg)
+		return
+	}
+	if !s.writeItems(w, r, items) {
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"accepted": len(items), "rejected": len(errs), "errors": errs,
+		"request_id": RequestID(r.Context())})
+}
+
+func (s *Server) writeItems(w http.ResponseWriter, r *http.Request, items []event.Item) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.IngestTimeout)
+	defer cancel()
+	err := s.w.Items(ctx, items)
+	if err != nil && !errors.Is(err, ingest.ErrApplyPending) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the event log did not accept the items; retry")
+		return false
+	}
+	return true
+}
+
+func (s *Server) requireJSON(w http.ResponseWriter, r *http.Request) bool {
+	if mt := mediaType(r); mt != "application/json" && mt != "" {
+		writeError(w, r, http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json, got "+mt)
+		return false
+	}
+	return true
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+type recommendResponse struct {
+	User        string           `json:"user,omitempty"`
+	Item        string           `json:"item,omitempty"`
+	Items       []recommend.Item `json:"items"`
+	Model       string           `json:"model"`
+	Degradation string           `json:"degradation"`
+	ColdStart   bool             `json:"cold_start,omitempty"`
+	RequestID   string           `json:"request_id"`
+}
+
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, rr recommendResponse, res recommend.Response) {
+	rr.Items, rr.Model, rr.Degradation, rr.ColdStart = nonNil(res.Items), res.Model, res.Degradation, res.ColdStart
+	rr.RequestID = RequestID(r.Context())
+	if s.m != nil {
+		s.m.Recommendations.WithLabelValues(res.Degradation).Inc()
+		s.m.Candidates.Observe(float64(res.Candidates))
+	}
+	writeJSON(w, http.StatusOK, rr)
+}
+
+func (s *Server) getRecommendations(w http.ResponseWriter, r *http.Request) {
+	user := r.PathValue("user")
+	k, err := queryInt(r, "k", 10, 1, s.opts.MaxK)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_parameter", err.Error())
+		return
+	}
+	explain, err1 := queryBool(r, "explain")
+	seen, err2 := queryBool(r, "include_seen")
+	if err = errors.Join(err1, err2); err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_parameter", err.Error())
+		return
+	}
+	if len(user) > event.MaxIDLen {
+		writeError(w, r, http.StatusBadRequest, "invalid_parameter", "user id too long")
+		return
+	}
+	var exclude []string
+	if ex := r.URL.Query().Get("exclude"); ex != "" {
+		exclude = strings.Split(ex, ",")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadTimeout)
+	defer cancel()
+	res := s.p.Recommend(ctx, recommend.Request{User: user, K: k, IncludeSeen: seen, Explain: explain, Exclude: exclude})
+	s.respond(w, r, recommendResponse{User: user}, res)
+}
+
+func (s *Server) getSimilar(w http.ResponseWriter, r *http.Request) {
+	item := r.PathValue("item")
+	k, err := queryInt(r, "k", 10, 1, s.opts.MaxK)
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_parameter", err.Error())
+		return
+	}
+	explain, err := queryBool(r, "explain")
+	if err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_parameter", err.Error())
+		return
+	}
+	info := make([]features.ItemInfo, 1)
+	s.f.Items([]string{item}, info)
+	if !info[0].Exists {
+		writeError(w, r, http.StatusNotFound, "item_not_found", "no events or metadata for item "+clip(item))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadTimeout)
+	defer cancel()
+	s.respond(w, r, recommendResponse{Item: item}, s.p.Similar(ctx, item, k, explain))
+}
+
+type rankRequest struct {
+	User    string   `json:"user"`
+	Items   []string `json:"items"`
+	Explain bool     `json:"explain"`
+}
+
+func (s *Server) postRank(w http.ResponseWriter, r *http.Request) {
+	if !s.requireJSON(w, r) {
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var req rankRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, r, http.StatusBadRequest, "invalid_body", "expected {\"user\":\"...\",\"items\":[...]}: "+err.Error())
+		return
+	}
+	switch {
+	case req.User == "":
+		writeError(w, r, http.StatusBadRequest, "invalid_body", "missing field \"user\"")
+		return
+	case len(req.Items) == 0:
+		writeError(w, r, http.StatusBadRequest, "invalid_body", "missing or empty field \"items\"")
+		return
+	case len(req.Items) > s.opts.MaxRankItems:
+		writeError(w, r, http.StatusBadRequest, "invalid_body", "too many items to rank")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadTimeout)
+	defer cancel()
+	s.respond(w, r, recommendResponse{User: req.User}, s.p.Rank(ctx, req.User, req.Items, req.Explain))
+}
+
+type featureValue struct {
+	Value      any    `json:"value"`
+	ComputedAt string `json:"computed_at,omitempty"`
+	StaleMS    *int64 `json:"staleness_ms,omitempty"`
+	Default    bool   `json:"default,omitempty"`
+}
+
+func (s *Server) getFeatures(w http.ResponseWriter, r *http.Request) {
+	entity, id := r.PathValue("entity"), r.PathValue("id")
+	if entity != features.EntityUser && entity != features.EntityItem && entity != features.EntityGlobal {
+		writeError(w, r, http.StatusNotFound, "unknown_entity", "entity must be user, item or global, got "+clip(entity))
+		return
+	}
+	vals, found := s.f.Values(entity, id)
+	now := time.Now().UnixMilli()
+	out := make(map[string]featureValue, len(vals.Features))
+	for name, v := range vals.Features {
+		fv := featureValue{Value: v.Value, Default: v.Default}
+		if v.ComputedAt > 0 {
+			fv.ComputedAt = time.UnixMilli(v.ComputedAt).UTC().Format(time.RFC3339Nano)
+			stale := max(now-v.ComputedAt, 0)
+			fv.StaleMS = &stale
+		}
+		out[name] = fv
+	}
+	resp := map[string]any{"entity": entity, "id": id, "found": found, "features": out, "request_id": RequestID(r.Context())}
+	if vals.ComputedAt > 0 {
+		resp["computed_at"] = time.UnixMilli(vals.ComputedAt).UTC().Format(time.RFC3339Nano)
+		resp["staleness_ms"] = max(now-vals.ComputedAt, 0)
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) postTrain(w http.ResponseWriter, r *http.Request) {
+	writeError(w, r, http.StatusNotImplemented, "not_implemented",
+		"no trained models exist yet: the serving model ("+recommend.Model+") is computed on the stream and is always current")
+}
+
+func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
+	user := r.PathValue("user")
+	if len(user) > event.MaxIDLen {
+		writeError(w, r, http.StatusBadRequest, "invalid_parameter", "user id too long")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.IngestTimeout)
+	defer cancel()
+	if err := s.w.EraseUser(ctx, user); err != nil && !errors.Is(err, ingest.ErrApplyPending) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the erase could not be recorded; retry")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": user, "erased": true, "request_id": RequestID(r.Context())})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if !s.w.Ready() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "recovering"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}

@@ -1,0 +1,323 @@
+// Package api owns Ripple's HTTP API v1: routing, handlers and middleware
+// (request ids, recovery, metrics, body limits, deadlines). Handlers talk to
+// the write path and the recommendation pipeline through small interfaces
+// and never see storage details.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	json "github.com/goccy/go-json"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/ingest"
+	"github.com/ripple-rec/ripple/internal/observe"
+	"github.com/ripple-rec/ripple/internal/recommend"
+)
+
+// Writer is the write path the API needs.
+type Writer interface {
+	Events(ctx context.Context, events []event.Interaction) (ingest.Result, error)
+	Items(ctx context.Context, items []event.Item) error
+	EraseUser(ctx context.Context, user string) error
+	Ready() bool
+}
+
+// FeatureReader serves GET /v1/features.
+type FeatureReader interface {
+	Values(entity, id string) (features.Values, bool)
+	Items(items []string, out []features.ItemInfo)
+}
+
+// Options bound request sizes and time budgets.
+type Options struct {
+	MaxBodyBytes    int64         // events and items bodies
+	MaxBatchEvents  int           // events per request
+	IngestTimeout   time.Duration // durable append + apply
+	ReadTimeout     time.Duration // recommendation budget
+	MaxK            int
+	MaxRankItems    int
+	ExtraEventTypes []string
+}
+
+// DefaultOptions are the serve defaults.
+func DefaultOptions() Options {
+	return Options{MaxBodyBytes: 16 << 20, MaxBatchEvents: 10_000, IngestTimeout: 10 * time.Second,
+		ReadTimeout: 250 * time.Millisecond, MaxK: 500, MaxRankItems: 1000}
+}
+
+// Server is the HTTP API.
+type Server struct {
+	w         Writer
+	f         FeatureReader
+	p         *recommend.Pipeline
+	m         *observe.Metrics
+	log       *slog.Logger
+	opts      Options
+	validator *event.Validator
+	handler   http.Handler
+}
+
+// New builds the handler tree.
+func New(w Writer, f FeatureReader, p *recommend.Pipeline, m *observe.Metrics, log *slog.Logger, opts Options) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{w: w, f: f, p: p, m: m, log: log, opts: opts, validator: event.NewValidator(opts.ExtraEventTypes...)}
+	mux := http.NewServeMux()
+	route := func(pattern string, methods map[string]http.HandlerFunc) {
+		mux.Handle(pattern, allow(methods))
+	}
+	route("/v1/events", map[string]http.HandlerFunc{http.MethodPost: s.postEvents})
+	route("/v1/items", map[string]http.HandlerFunc{http.MethodPost: s.postItems})
+	route("/v1/items/{item}", map[string]http.HandlerFunc{http.MethodPut: s.putItem})
+	route("/v1/items/{item}/similar", map[string]http.HandlerFunc{http.MethodGet: s.getSimilar})
+	route("/v1/recommendations/{user}", map[string]http.HandlerFunc{http.MethodGet: s.getRecommendations})
+	route("/v1/rank", map[string]http.HandlerFunc{http.MethodPost: s.postRank})
+	route("/v1/features/{entity}/{id}", map[string]http.HandlerFunc{http.MethodGet: s.getFeatures})
+	route("/v1/admin/train", map[string]http.HandlerFunc{http.MethodPost: s.postTrain})
+	route("/v1/users/{user}", map[string]http.HandlerFunc{http.MethodDelete: s.deleteUser})
+	route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz})
+	route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz})
+	if m != nil {
+		mux.Handle("/metrics", allow(map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}).ServeHTTP}))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
+	})
+	s.handler = s.recover(s.requestID(s.instrument(mux)))
+	return s
+}
+
+// Handler returns the root handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// NewHTTPServer wraps h with the timeouts every Ripple listener uses.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+}
+
+// allow dispatches by method and answers 405 with an Allow header otherwise.
+func allow(methods map[string]http.HandlerFunc) http.Handler {
+	allowed := ""
+	for m := range methods {
+		if allowed != "" {
+			allowed += ", "
+		}
+		allowed += m
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, ok := methods[r.Method]
+		if !ok && r.Method == http.MethodHead {
+			h, ok = methods[http.MethodGet]
+		}
+		if !ok {
+			w.Header().Set("Allow", allowed)
+			writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here (allowed: "+allowed+")")
+			return
+		}
+		h(w, r)
+	})
+}
+
+type ctxKey struct{}
+
+// RequestID returns the request id stored in ctx.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(ctxKey{}).(string)
+	return id
+}
+
+func (s *Server) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-ID")
+		if !validRequestID(id) {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-ID", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+	})
+}
+
+// validRequestID accepts short ids of safe characters, so a client's id can
+// be echoed into logs and headers without injection.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// statusWriter remembers the status code for metrics and logs.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		if s.m != nil {
+			s.m.InFlight.Inc()
+			defer s.m.InFlight.Dec()
+		}
+		next.ServeHTTP(sw, r)
+		route := r.Pattern // set by ServeMux on this request
+		if route == "" || route == "/" {
+			route = "unmatched"
+		}
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		if s.m != nil {
+			s.m.Requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
+			s.m.RequestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}
+		if sw.code >= 500 {
+			s.log.Error("request failed", "route", route, "method", r.Method, "code", sw.code, "request_id", RequestID(r.Context()),
+				"seconds", time.Since(start).Seconds())
+		}
+	})
+}
+
+func (s *Server) recover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic in handler", "panic", fmt.Sprint(v), "path", r.URL.Path, "request_id", RequestID(r.Context()),
+					"stack", string(debug.Stack()))
+				writeError(w, r, http.StatusInternalServerError, "internal", "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// errorBody is the one error shape of the API.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	RequestID string `json:"request_id"`
+}
+
+func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
+	writeJSON(w, status, errorBody{errorDetail{Code: code, Message: msg, RequestID: RequestID(r.Context())}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"encoding response failed"}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// readBody reads a size-limited body, answering 413 or 400 itself.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, r, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", s.opts.MaxBodyBytes))
+		return nil, false
+	case err != nil:
+		writeError(w, r, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
+		return nil, false
+	}
+	return b, true
+}
+
+// mediaType is the Content-Type without parameters, lower-cased.
+func mediaType(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	for i := 0; i < len(ct); i++ {
+		if ct[i] == ';' {
+			ct = ct[:i]
+			break
+		}
+	}
+	b := []byte(ct)
+	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 32
+		}
+		if c == ' ' {
+			b = b[:i]
+			break
+		}
+	}
+	return string(b)
+}
+
+// queryInt parses an optional integer parameter within [lo, hi].
+func queryInt(r *http.Request, name string, def, lo, hi int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("%s must be an integer in [%d, %d], got %q", name, lo, hi, v)
+	}
+	return n, nil
+}
+
+// queryBool parses an optional boolean parameter.
+func queryBool(r *http.Request, name string) (bool, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s must be true or false, got %q", name, v)
+	}
+	return b, nil
+}

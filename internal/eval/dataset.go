@@ -1,0 +1,207 @@
+package eval
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ripple-rec/ripple/internal/event"
+)
+
+// Dataset is an interaction log grouped into per-user sequences.
+type Dataset struct {
+	Name   string // for reports: "Toys_and_Games", "ml-100k"
+	Source string // the file it was read from
+	Format string
+	Users  []Sequence // in order of first appearance in the file
+	Items  int        // distinct items: the catalogue that coverage divides by
+	Events int
+	// ReadTime is how long reading and grouping the file took.
+	ReadTime time.Duration
+}
+
+// Sequence is one user's events ordered by time; events with equal
+// timestamps keep their file order.
+type Sequence struct {
+	User   string
+	Events []event.Interaction
+}
+
+// LoadFile reads a dataset file in one of event.Formats.
+func LoadFile(path, format string) (*Dataset, error) {
+	start := time.Now()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var evs []event.Interaction
+	err = event.ReadFile(f, format, func(e *event.Interaction) error {
+		if e.User == "" || e.Item == "" {
+			return fmt.Errorf("event %d: %w: missing user or item", len(evs)+1, event.ErrInvalid)
+		}
+		evs = append(evs, *e)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	d := FromInteractions(evs)
+	d.Name, d.Source, d.Format = DatasetName(path), path, format
+	d.ReadTime = time.Since(start)
+	return d, nil
+}
+
+// FromInteractions groups events, given in file order, into a Dataset.
+func FromInteractions(evs []event.Interaction) *Dataset {
+	d := &Dataset{Events: len(evs)}
+	byUser := map[string]int{}
+	items := map[string]struct{}{}
+	for _, e := range evs {
+		i, ok := byUser[e.User]
+		if !ok {
+			i = len(d.Users)
+			byUser[e.User] = i
+			d.Users = append(d.Users, Sequence{User: e.User})
+		}
+		d.Users[i].Events = append(d.Users[i].Events, e)
+		items[e.Item] = struct{}{}
+	}
+	for i := range d.Users {
+		slices.SortStableFunc(d.Users[i].Events, func(a, b event.Interaction) int { return cmp.Compare(a.TS, b.TS) })
+	}
+	d.Items = len(items)
+	return d
+}
+
+// Split names which held-out item a run scores against.
+type Split string
+
+const (
+	// SplitTest scores the last item; the input includes the validation item,
+	// as S3-Rec and SASRec evaluate.
+	SplitTest Split = "test"
+	// SplitValid scores the second-to-last item; the input stops before it.
+	SplitValid Split = "valid"
+)
+
+// ParseSplit accepts "test" and "valid".
+func ParseSplit(s string) (Split, error) {
+	switch Split(s) {
+	case SplitTest, SplitValid:
+		return Split(s), nil
+	}
+	return "", fmt.Errorf("unknown split %q (accepted: test, valid)", s)
+}
+
+// MinEvents is the fewest events a user needs to be evaluated: at least one
+// input event, the validation item and the test item.
+const MinEvents = 3
+
+// Case is one user's evaluation: the input the models saw and the held-out
+// target.
+type Case struct {
+	User    string
+	History []string // input items, oldest first, repeats kept
+	Target  string
+}
+
+// TargetInHistory reports a repeat consumption: the user had already seen
+// the target. The protocol excludes history from the ranking, so such a
+// target can never be hit.
+func (c *Case) TargetInHistory() bool { return slices.Contains(c.History, c.Target) }
+
+// Holdout is a dataset split into training input and evaluation cases.
+type Holdout struct {
+	// Train is every user's input, in replay order: event time, then user
+	// id, then position in the user's sequence.
+	Train []event.Interaction
+	// Cases are the evaluated users, in the dataset's user order.
+	Cases []Case
+	// Skipped counts users with fewer than MinEvents events. They are not
+	// evaluated, but all their events are training input: they hold no
+	// evaluated target, and a live system would have learnt from them too.
+	Skipped int
+}
+
+// Split holds out each evaluated user's last item (SplitTest) or last two
+// items (SplitValid); everything else is training input for every model.
+func (d *Dataset) Split(s Split) (*Holdout, error) {
+	held := map[Split]int{SplitTest: 1, SplitValid: 2}[s]
+	if held == 0 {
+		return nil, fmt.Errorf("unknown split %q", s)
+	}
+	type pos struct{ user, i int }
+	var order []pos
+	h := &Holdout{}
+	for u, seq := range d.Users {
+		n := len(seq.Events)
+		input := n
+		if n < MinEvents {
+			h.Skipped++
+		} else {
+			input = n - held
+			c := Case{User: seq.User, Target: seq.Events[input].Item, History: make([]string, input)}
+			for i, e := range seq.Events[:input] {
+				c.History[i] = e.Item
+			}
+			h.Cases = append(h.Cases, c)
+		}
+		for i := range input {
+			order = append(order, pos{u, i})
+		}
+	}
+	ev := func(p pos) *event.Interaction { return &d.Users[p.user].Events[p.i] }
+	slices.SortFunc(order, func(a, b pos) int {
+		ea, eb := ev(a), ev(b)
+		if c := cmp.Compare(ea.TS, eb.TS); c != 0 {
+			return c
+		}
+		if c := strings.Compare(ea.User, eb.User); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.i, b.i)
+	})
+	h.Train = make([]event.Interaction, len(order))
+	for i, p := range order {
+		h.Train[i] = *ev(p)
+	}
+	return h, nil
+}
+
+// InferFormat guesses a dataset's format from its file name.
+func InferFormat(path string) (string, error) {
+	base := strings.ToLower(filepath.Base(path))
+	slash := filepath.ToSlash(path)
+	switch {
+	case base == "u.data" || base == "ratings.csv" || base == "ratings.dat":
+		return event.FormatMovieLens, nil
+	case strings.HasSuffix(base, ".txt") && strings.Contains(slash, "amazon-seq"):
+		return event.FormatSeq, nil
+	case strings.HasSuffix(base, ".ndjson") || strings.HasSuffix(base, ".jsonl"):
+		return event.FormatNDJSON, nil
+	case strings.HasSuffix(base, ".csv"):
+		return event.FormatCSV, nil
+	}
+	return "", fmt.Errorf("cannot infer the format of %s: pass --format (%s)", path, strings.Join(event.Formats, ", "))
+}
+
+// DatasetName names a dataset after its file ("Toys_and_Games.txt" →
+// "Toys_and_Games"), or after its folder when the file name is MovieLens's
+// generic one ("ml-100k/u.data" → "ml-100k").
+func DatasetName(path string) string {
+	base := filepath.Base(path)
+	switch strings.ToLower(base) {
+	case "u.data", "ratings.csv", "ratings.dat":
+		if abs, err := filepath.Abs(path); err == nil {
+			if dir := filepath.Base(filepath.Dir(abs)); dir != string(filepath.Separator) {
+				return dir
+			}
+		}
+	}
+	return strings.TrimSuffix(base, filepath.Ext(base))
+}

@@ -1,0 +1,433 @@
+package features
+
+import (
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Scored is an id with a score.
+type Scored struct {
+	ID    string  `json:"id"`
+	Score float64 `json:"score"`
+}
+
+// UserView is a copy of what recommendations need from a user's state.
+type UserView struct {
+	Exists     bool
+	ComputedAt int64    // wall ms of the last apply
+	Recent     []ItemAt // newest first
+	Session    []string // current session's items, oldest first
+	Categories []Scored // category affinity at the engine clock, strongest first
+	Events     int      // interactions remembered (size of the seen set)
+}
+
+// User copies the user's state; maxRecent bounds Recent.
+func (e *Engine) User(id string, maxRecent int) UserView {
+	u := e.users.Get(id)
+	if u == nil {
+		return UserView{}
+	}
+	now := e.Clock()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	v := UserView{Exists: true, ComputedAt: u.updated, Events: len(u.items)}
+	v.Recent = make([]ItemAt, 0, min(maxRecent, len(u.last.items)))
+	u.last.recentFirst(func(it ItemAt) bool {
+		if len(v.Recent) >= maxRecent {
+			return false
+		}
+		v.Recent = append(v.Recent, it)
+		return true
+	})
+	v.Session = append([]string(nil), u.session.Items...)
+	if s := e.c.userCat; s != nil && len(u.cats) > 0 {
+		hl := halfLife(s)
+		v.Categories = make([]Scored, 0, len(u.cats))
+		for c, d := range u.cats {
+			v.Categories = append(v.Categories, Scored{c, d.at(now, hl)})
+		}
+		sortScored(v.Categories)
+	}
+	return v
+}
+
+// Seen sets out[i] when the user has interacted with items[i].
+func (e *Engine) Seen(user string, items []string, out []bool) {
+	u := e.users.Get(user)
+	if u == nil {
+		return
+	}
+	u.mu.Lock()
+	for i, it := range items {
+		_, out[i] = u.items[it]
+	}
+	u.mu.Unlock()
+}
+
+// Neighbors returns up to n co-visited items of item, strongest first.
+func (e *Engine) Neighbors(item string, n int) []Neighbor {
+	it := e.items.Get(item)
+	if it == nil {
+		return nil
+	}
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	all := it.covis.sortedView()
+	if len(all) > n {
+		all = all[:n]
+	}
+	return append([]Neighbor(nil), all...)
+}
+
+// ItemInfo is what ranking and filters need about one item.
+type ItemInfo struct {
+	Exists     bool
+	Categories []string
+	Hidden     bool
+	// Trend is the trending log-score: comparable across items at any time.
+	Trend float64
+}
+
+// Items fills out[i] for items[i].
+func (e *Engine) Items(items []string, out []ItemInfo) {
+	var hl float64
+	if e.c.trending != nil {
+		hl = halfLife(e.c.trending)
+	}
+	for i, id := range items {
+		it := e.items.Get(id)
+		if it == nil {
+			out[i] = ItemInfo{Trend: math.Inf(-1)}
+			continue
+		}
+		it.mu.Lock()
+		info := ItemInfo{Exists: true, Trend: math.Inf(-1)}
+		if it.meta != nil {
+			info.Categories, info.Hidden = it.meta.categories, it.meta.hidden
+		}
+		if hl > 0 {
+			info.Trend = it.trend.logScore(hl)
+		}
+		it.mu.Unlock()
+		out[i] = info
+	}
+}
+
+// ItemCount is the number of items known (from events or metadata).
+func (e *Engine) ItemCount() int { return e.items.Len() }
+
+// UserCount is the number of users with state.
+func (e *Engine) UserCount() int { return e.users.Len() }
+
+// trendIndex caches the items sorted by trending score, globally and per
+// category. Rebuilding scans every item, so it happens at most once per
+// refresh interval and never blocks readers: they use the previous index.
+type trendIndex struct {
+	cur     atomic.Pointer[trendSnapshot]
+	stale   atomic.Bool
+	rebuild sync.Mutex
+}
+
+type trendSnapshot struct {
+	built  time.Time
+	global []Scored
+	byCat  map[string][]Scored
+}
+
+func (t *trendIndex) invalidate() { t.stale.Store(true) }
+
+// TrendRefresh is how old the trending index may get before a read rebuilds it.
+var TrendRefresh = time.Second
+
+const perCategoryTrending = 500
+
+// Trending returns the top n items by trending score, optionally within one
+// category. Hidden items are left out.
+func (e *Engine) Trending(category string, n int) []Scored {
+	snap := e.trendSnapshot()
+	list := snap.global
+	if category != "" {
+		list = snap.byCat[category]
+	}
+	if len(list) > n {
+		list = list[:n]
+	}
+	return list
+}
+
+func (e *Engine) trendSnapshot() *trendSnapshot {
+	snap := e.trend.cur.Load()
+	fresh := snap != nil && !e.trend.stale.Load() && time.Since(snap.built) < TrendRefresh
+	if fresh {
+		return snap
+	}
+	if snap == nil {
+		e.trend.rebuild.Lock()
+	} else if !e.trend.rebuild.TryLock() {
+		return snap // someone is rebuilding; the old index is good enough
+	}
+	defer e.trend.rebuild.Unlock()
+	if s := e.trend.cur.Load(); s != nil && s != snap {
+		return s
+	}
+	e.trend.stale.Store(false)
+	s := e.buildTrending()
+	e.trend.cur.Store(s)
+	return s
+}
+
+// RefreshTrending rebuilds the trending index now.
+func (e *Engine) RefreshTrending() {
+	e.trend.invalidate()
+	e.trendSnapshot()
+}
+
+func (e *Engine) buildTrending() *trendSnapshot {
+	var hl float64
+	if e.c.trending != nil {
+		hl = halfLife(e.c.trending)
+	}
+	s := &trendSnapshot{built: time.Now(), byCat: map[string][]Scored{}}
+	e.items.Range(func(id string, it *itemRow) bool {
+		it.mu.Lock()
+		score := math.Inf(-1)
+		if hl > 0 {
+			score = it.trend.logScore(hl)
+		}
+		var cats []string
+		hidden := false
+		if it.meta != nil {
+			cats, hidden = it.meta.categories, it.meta.hidden
+		}
+		it.mu.Unlock()
+		if hidden || math.IsInf(score, -1) {
+			return true
+		}
+		sc := Scored{id, score}
+		s.global = append(s.global, sc)
+		for _, c := range cats {
+			s.byCat[c] = append(s.byCat[c], sc)
+		}
+		return true
+	})
+	sortScored(s.global)
+	for c, l := range s.byCat {
+		sortScored(l)
+		if len(l) > perCategoryTrending {
+			s.byCat[c] = l[:perCategoryTrending:perCategoryTrending]
+		}
+	}
+	return s
+}
+
+func sortScored(l []Scored) {
+	sort.Slice(l, func(i, j int) bool {
+		if l[i].Score != l[j].Score {
+			return l[i].Score > l[j].Score
+		}
+		return l[i].ID < l[j].ID
+	})
+}
+
+// Value is one feature value as served.
+type Value struct {
+	Value      any   `json:"value"`
+	ComputedAt int64 `json:"-"`
+	Default    bool  `json:"default,omitempty"`
+}
+
+// Values are an entity's features with their computed_at stamp.
+type Values struct {
+	ComputedAt int64            `json:"-"`
+	Features   map[string]Value `json:"features"`
+}
+
+// Entity kinds readable through Values.
+const (
+	EntityUser   = "user"
+	EntityItem   = "item"
+	EntityGlobal = "global"
+)
+
+// Values reads every feature of one entity at the engine clock. Unknown
+// entities get every feature's typed default and ok=false.
+func (e *Engine) Values(entity, id string) (v Values, ok bool) {
+	now := e.Clock()
+	wall := e.now().UnixMilli()
+	v.Features = map[string]Value{}
+	put := func(s *Spec, val any, computed int64, isDefault bool) {
+		if s.TTL > 0 && computed > 0 && wall-computed > time.Duration(s.TTL).Milliseconds() {
+			val, isDefault = s.Default, true
+		}
+		v.Features[s.Name] = Value{Value: val, ComputedAt: computed, Default: isDefault}
+	}
+	switch entity {
+	case EntityUser:
+		u := e.users.Get(id)
+		if u != nil {
+			u.mu.Lock()
+			defer u.mu.Unlock()
+			v.ComputedAt = u.updated
+		}
+		e.userValues(u, now, put)
+		return v, u != nil
+	case EntityItem:
+		it := e.items.Get(id)
+		if it != nil {
+			it.mu.Lock()
+			defer it.mu.Unlock()
+			v.ComputedAt = it.updated
+		}
+		e.itemValues(it, now, put)
+		return v, it != nil
+	case EntityGlobal:
+		e.global.mu.Lock()
+		defer e.global.mu.Unlock()
+		v.ComputedAt = e.global.updated
+		sums := windowValues(e.global.windows, e.c.globalWin, now)
+		for i, w := range e.c.globalWin {
+			put(w.spec, sums[i], e.global.updated, false)
+		}
+		e.rateValues(ScopeGlobal, sums, e.c.globalWin, e.global.updated, put)
+		return v, true
+	}
+	return v, false
+}
+
+func windowValues(rings []ring, ws []winSpec, now int64) []float64 {
+	out := make([]float64, len(ws))
+	for i, w := range ws {
+		out[i] = rings[i].sum(now / w.width)
+	}
+	return out
+}
+
+func (e *Engine) rateValues(scope string, sums []float64, ws []winSpec, computed int64, put func(*Spec, any, int64, bool)) {
+	for i := range e.cfg.Features {
+		s := &e.cfg.Features[i]
+		if s.Kind != KindRate || s.Scope != scope {
+			continue
+		}
+		var num, den float64
+		for j, w := range ws {
+			if w.spec.Name == s.Numerator {
+				num = sums[j]
+			}
+			if w.spec.Name == s.Denominator {
+				den = sums[j]
+			}
+		}
+		if sums == nil {
+			put(s, s.PriorAlpha/math.Max(s.PriorAlpha+s.PriorBeta, 1e-12), 0, true)
+			continue
+		}
+		put(s, (num+s.PriorAlpha)/math.Max(den+s.PriorAlpha+s.PriorBeta, 1e-12), computed, false)
+	}
+}
+
+func recencyValue(s *Spec, last, now int64) (any, bool) {
+	if last == 0 {
+		return s.Default, true
+	}
+	return float64(now-last) / 1000, false
+}
+
+const maxListed = 20
+
+func (e *Engine) userValues(u *userRow, now int64, put func(*Spec, any, int64, bool)) {
+	if u == nil {
+		for i := range e.cfg.Features {
+			s := &e.cfg.Features[i]
+			if s.Scope == ScopeUser || s.Scope == ScopeUserItem || s.Scope == ScopeUserCategory {
+				put(s, defaultOf(s), 0, true)
+			}
+		}
+		return
+	}
+	sums := windowValues(u.windows, e.c.userWin, now)
+	for i, w := range e.c.userWin {
+		put(w.spec, sums[i], u.updated, false)
+	}
+	e.rateValues(ScopeUser, sums, e.c.userWin, u.updated, put)
+	for i, r := range e.c.userRec {
+		val, def := recencyValue(r.spec, u.recency[i], now)
+		put(r.spec, val, u.updated, def)
+	}
+	if s := e.c.session; s != nil {
+		put(s, map[string]any{"id": u.session.ID, "count": u.session.Count, "items": append([]string(nil), u.session.Items...),
+			"duration_s": float64(u.session.Last-u.session.Start) / 1000}, u.updated, u.session.Count == 0)
+	}
+	if s := e.c.lastN; s != nil {
+		put(s, u.last.list(), u.updated, len(u.last.items) == 0)
+	}
+	for _, s := range []*Spec{e.c.userItem, e.c.userCat} {
+		if s == nil {
+			continue
+		}
+		m := u.items
+		if s == e.c.userCat {
+			m = u.cats
+		}
+		hl := halfLife(s)
+		l := make([]Scored, 0, len(m))
+		for k, d := range m {
+			l = append(l, Scored{k, d.at(now, hl)})
+		}
+		sortScored(l)
+		if len(l) > maxListed {
+			l = l[:maxListed]
+		}
+		put(s, l, u.updated, len(l) == 0)
+	}
+}
+
+func (e *Engine) itemValues(it *itemRow, now int64, put func(*Spec, any, int64, bool)) {
+	if it == nil {
+		for i := range e.cfg.Features {
+			if s := &e.cfg.Features[i]; s.Scope == ScopeItem {
+				put(s, defaultOf(s), 0, true)
+			}
+		}
+		return
+	}
+	sums := windowValues(it.windows, e.c.itemWin, now)
+	for i, w := range e.c.itemWin {
+		put(w.spec, sums[i], it.updated, false)
+	}
+	e.rateValues(ScopeItem, sums, e.c.itemWin, it.updated, put)
+	for i, r := range e.c.itemRec {
+		val, def := recencyValue(r.spec, it.recency[i], now)
+		put(r.spec, val, it.updated, def)
+	}
+	if s := e.c.trending; s != nil {
+		put(s, it.trend.at(now, halfLife(s)), it.updated, it.trend.T == 0)
+	}
+	if s := e.c.covis; s != nil {
+		all := it.covis.sortedView()
+		if len(all) > maxListed {
+			all = all[:maxListed]
+		}
+		put(s, append([]Neighbor(nil), all...), it.updated, len(all) == 0)
+	}
+}
+
+// defaultOf is a feature's typed default: lists are empty, numbers are the
+// configured default.
+func defaultOf(s *Spec) any {
+	switch s.Kind {
+	case KindLastN:
+		return []ItemAt{}
+	case KindAffinity:
+		return []Scored{}
+	case KindCovisitation:
+		return []Neighbor{}
+	case KindSession:
+		return map[string]any{"id": "", "count": 0, "items": []string{}, "duration_s": 0.0}
+	case KindRate:
+		return s.PriorAlpha / math.Max(s.PriorAlpha+s.PriorBeta, 1e-12)
+	}
+	return s.Default
+}

@@ -1,0 +1,463 @@
+// Package ingest owns the write path of one Ripple node: deduplicate event
+// ids, append durably to the event log, apply the log to the feature engine
+// in order, wait until a caller's own records are applied (read-your-writes),
+// and snapshot the state with the offset it includes.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/eventlog"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/observe"
+	"github.com/ripple-rec/ripple/internal/store"
+)
+
+// Options tune the write path.
+type Options struct {
+	SnapshotEvery  time.Duration // 0: only on shutdown
+	DedupIDs       int
+	DedupAge       time.Duration
+	ReadBatch      int
+	RetentionFloor func(offset uint64) // told the newest snapshot offset; nil ok
+}
+
+// Service is the write path. Create with New, then Start.
+type Service struct {
+	log     eventlog.Log
+	engine  *features.Engine
+	snaps   *store.Snapshots // nil: no snapshots (tests, eval)
+	dedup   *event.Deduper
+	metrics *observe.Metrics
+	logger  *slog.Logger
+	opts    Options
+
+	applyMu sync.Mutex // held by the applier; snapshots take it to get a cut
+	applied chan struct{}
+	appMu   sync.Mutex // guards applied channel swap
+
+	ready    atomic.Bool
+	lastSnap atomic.Int64 // unix ms of the last snapshot; 0: none
+	pending  pendingQueue
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// Result is what POST /v1/events answers.
+type Result struct {
+	Accepted   int
+	Duplicates int
+}
+
+// New wires the service. It does not read anything yet.
+func New(log eventlog.Log, engine *features.Engine, snaps *store.Snapshots, m *observe.Metrics, logger *slog.Logger, opts Options) *Service {
+	if opts.DedupIDs <= 0 {
+		opts.DedupIDs = 1_000_000
+	}
+	if opts.DedupAge <= 0 {
+		opts.DedupAge = 24 * time.Hour
+	}
+	if opts.ReadBatch <= 0 {
+		opts.ReadBatch = 4096
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{log: log, engine: engine, snaps: snaps, dedup: event.NewDeduper(opts.DedupIDs, opts.DedupAge),
+		metrics: m, logger: logger, opts: opts, applied: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// Recover loads the latest snapshot and replays the log tail until the
+// state includes every record that was durable when Recover began. Call
+// before Start; the node is not ready until it returns.
+func (s *Service) Recover(ctx context.Context) error {
+	if s.snaps != nil {
+		info, ok, err := s.snaps.Load(s.engine.Restore)
+		switch {
+		case errors.Is(err, features.ErrSpecChanged):
+			// The meta entry sorts first, so nothing was restored yet.
+			s.logger.Warn("feature specs changed since the snapshot; rebuilding state from the log")
+		case err != nil:
+			return fmt.Errorf("ingest: load snapshot: %w", err)
+		case ok:
+			s.lastSnap.Store(info.Written.UnixMilli())
+			s.logger.Info("snapshot loaded", "offset", info.Offset, "entries", info.Entries, "bytes", info.Bytes)
+		}
+	}
+	if a := s.engine.Applied(); a+1 < s.log.Start() {
+		// Retention is held back by the snapshot floor, so this means the
+		// snapshot was lost: state would silently miss events.
+		return fmt.Errorf("ingest: log starts at %d but state includes only up to %d: records were dropped before they were snapshotted", s.log.Start(), a)
+	}
+	return s.catchUp(ctx)
+}
+
+func (s *Service) catchUp(ctx context.Context) error {
+	end := s.log.End()
+	s.rebuildDedup(ctx, end)
+	start := time.Now()
+	from := s.engine.Applied() + 1
+	n := 0
+	for from < end {
+		next, err := s.applyFrom(ctx, from)
+		if err != nil {
+			return err
+		}
+		n += int(next - from)
+		from = next
+	}
+	s.logger.Info("replayed log tail", "records", n, "seconds", time.Since(start).Seconds(), "applied", s.engine.Applied())
+	s.ready.Store(true)
+	return nil
+}
+
+// rebuildDedup re-reads the ids of the newest records so retries of events
+// acknowledged before a restart are still recognised.
+func (s *Service) rebuildDedup(ctx context.Context, end uint64) {
+	from := uint64(1)
+	if end > uint64(s.opts.DedupIDs) {
+		from = end - uint64(s.opts.DedupIDs)
+	}
+	now := time.Now().UnixMilli()
+	var rec event.Record
+	ids := make([]string, 1)
+	for from < end {
+		next, err := s.log.Read(ctx, from, s.opts.ReadBatch, func(_ uint64, data []byte) error {
+			if event.DecodeBinary(data, &rec) == nil && rec.Kind == event.KindInteraction && rec.Interaction.ID != "" {
+				ids[0] = rec.Interaction.ID
+				s.dedup.Reserve(ids, now)
+			}
+			return nil
+		})
+		if err != nil || next == from {
+			return
+		}
+		from = next
+	}
+}
+
+// Ready reports whether recovery finished.
+func (s *Service) Ready() bool { return s.ready.Load() }
+
+// Start runs the applier until Close.
+func (s *Service) Start() {
+	go s.run()
+}
+
+func (s *Service) run() {
+	defer close(s.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-s.stop; cancel() }()
+	var tick <-chan time.Time
+	if s.snaps != nil && s.opts.SnapshotEvery > 0 {
+		t := time.NewTicker(s.opts.SnapshotEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		from := s.engine.Applied() + 1
+		if s.log.End() > from {
+			if _, err := s.applyFrom(ctx, from); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				s.logger.Error("apply failed; retrying", "from", from, "err", err)
+				time.Sleep(100 * time.Millisecond)
+			}
+			continue
+		}
+		select {
+		case <-tick:
+			if err := s.Snapshot(); err != nil {
+				s.logger.Error("snapshot failed", "err", err)
+			}
+			continue
+		default:
+		}
+		waitCtx, waitCancel := context.WithCancel(ctx)
+		waitDone := make(chan struct{})
+		go func() {
+			select {
+			case <-tick:
+				if err := s.Snapshot(); err != nil {
+					s.logger.Error("snapshot failed", "err", err)
+				}
+				waitCancel()
+			case <-waitDone:
+			}
+		}()
+		err := s.log.Wait(waitCtx, from)
+		close(waitDone)
+		waitCancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil && !errors.Is(err, context.Canceled) {
+			s.logger.Error("log wait failed", "err", err)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// applyFrom applies one read batch and wakes waiters.
+func (s *Service) applyFrom(ctx context.Context, from uint64) (uint64, error) {
+	var rec event.Record
+	s.applyMu.Lock()
+	next, err := s.log.Read(ctx, from, s.opts.ReadBatch, func(off uint64, data []byte) error {
+		if err := event.DecodeBinary(data, &rec); err != nil {
+			// A record the log acknowledged but we cannot decode is a bug or
+			// disk corruption: skip it loudly rather than wedge the node.
+			s.logger.Error("skipping undecodable log record", "offset", off, "err", err)
+			s.engine.SetApplied(off)
+			return nil
+		}
+		s.engine.Apply(off, &rec)
+		return nil
+	})
+	s.applyMu.Unlock()
+	if n := next - from; n > 0 && s.metrics != nil {
+		s.metrics.Applied.Add(float64(n))
+	}
+	s.notifyApplied()
+	return next, err
+}
+
+func (s *Service) notifyApplied() {
+	applied := s.engine.Applied()
+	if s.metrics != nil {
+		end := s.log.End()
+		if end > applied+1 {
+			s.metrics.ApplyLag.Set(float64(end - applied - 1))
+		} else {
+			s.metrics.ApplyLag.Set(0)
+		}
+		if t, ok := s.pending.popUpTo(applied); ok {
+			s.metrics.ApplyLagSec.Set(time.Since(t).Seconds())
+		}
+	}
+	s.appMu.Lock()
+	close(s.applied)
+	s.applied = make(chan struct{})
+	s.appMu.Unlock()
+}
+
+// WaitApplied blocks until the state includes offset.
+func (s *Service) WaitApplied(ctx context.Context, offset uint64) error {
+	for {
+		s.appMu.Lock()
+		ch := s.applied
+		s.appMu.Unlock()
+		if s.engine.Applied() >= offset {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("ingest: waiting for offset %d to be applied: %w", offset, ctx.Err())
+		}
+	}
+}
+
+// Events appends a validated batch durably and returns once the feature
+// state reflects it. Ids already seen count as duplicates and are dropped.
+func (s *Service) Events(ctx context.Context, events []event.Interaction) (Result, error) {
+	ids := make([]string, len(events))
+	for i := range events {
+		ids[i] = events[i].ID
+	}
+	dup := s.dedup.Reserve(ids, time.Now().UnixMilli())
+	var res Result
+	payloads := make([][]byte, 0, len(events))
+	var reserved []string
+	buf := make([]byte, 0, len(events)*96)
+	var rec event.Record
+	rec.Kind = event.KindInteraction
+	for i := range events {
+		if dup[i] {
+			res.Duplicates++
+			continue
+		}
+		if ids[i] != "" {
+			reserved = append(reserved, ids[i])
+		}
+		rec.Interaction = events[i]
+		start := len(buf)
+		buf = event.AppendBinary(buf, &rec)
+		payloads = append(payloads, buf[start:len(buf):len(buf)])
+	}
+	if len(payloads) == 0 {
+		return res, nil
+	}
+	if err := s.append(ctx, payloads); err != nil {
+		if errors.Is(err, ErrApplyPending) {
+			res.Accepted = len(payloads)
+			return res, err
+		}
+		s.dedup.Release(reserved)
+		return res, err
+	}
+	res.Accepted = len(payloads)
+	return res, nil
+}
+
+// Items appends item metadata records.
+func (s *Service) Items(ctx context.Context, items []event.Item) error {
+	payloads := make([][]byte, len(items))
+	for i := range items {
+		payloads[i] = event.AppendBinary(nil, &event.Record{Kind: event.KindItem, Item: items[i]})
+	}
+	return s.append(ctx, payloads)
+}
+
+// EraseUser appends an erase tombstone and waits until the user's state is
+// gone.
+func (s *Service) EraseUser(ctx context.Context, user string) error {
+	rec := event.Record{Kind: event.KindErase, User: event.User{ID: user, TS: time.Now().UnixMilli()}}
+	return s.append(ctx, [][]byte{event.AppendBinary(nil, &rec)})
+}
+
+func (s *Service) append(ctx context.Context, payloads [][]byte) error {
+	start := time.Now()
+	first, err := s.log.Append(ctx, payloads)
+	if err != nil {
+		return fmt.Errorf("ingest: append: %w", err)
+	}
+	last := first + uint64(len(payloads)) - 1
+	if s.metrics != nil {
+		s.metrics.AppendBatch.Observe(time.Since(start).Seconds())
+	}
+	s.pending.push(last, time.Now())
+	if err := s.WaitApplied(ctx, last); err != nil {
+		return fmt.Errorf("%w: %w", ErrApplyPending, err)
+	}
+	return nil
+}
+
+// ErrApplyPending means the records are durable (acknowledge them) but the
+// feature state did not include them before the caller's deadline.
+var ErrApplyPending = errors.New("ingest: durable but not yet applied")
+
+// Snapshot writes the state at the current applied offset. Apply pauses
+// while the state is encoded in memory; the Pebble write happens after.
+func (s *Service) Snapshot() error {
+	if s.snaps == nil {
+		return nil
+	}
+	start := time.Now()
+	type kv struct{ k, v []byte }
+	var entries []kv
+	var arena []byte
+	s.applyMu.Lock()
+	offset := s.engine.Applied()
+	err := s.engine.Snapshot(func(k, v []byte) error {
+		ks := len(arena)
+		arena = append(arena, k...)
+		vs := len(arena)
+		arena = append(arena, v...)
+		entries = append(entries, kv{arena[ks:vs:vs], arena[vs:len(arena):len(arena)]})
+		return nil
+	})
+	s.applyMu.Unlock()
+	if err != nil {
+		return err
+	}
+	// The arena may have been reallocated while growing: re-slice from the
+	// final arena using the recorded lengths.
+	pos := 0
+	for i := range entries {
+		kl, vl := len(entries[i].k), len(entries[i].v)
+		entries[i].k = arena[pos : pos+kl : pos+kl]
+		pos += kl
+		entries[i].v = arena[pos : pos+vl : pos+vl]
+		pos += vl
+	}
+	info, err := s.snaps.Write(offset, func(put func(k, v []byte) error) error {
+		for _, e := range entries {
+			if err := put(e.k, e.v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("ingest: snapshot: %w", err)
+	}
+	s.lastSnap.Store(info.Written.UnixMilli())
+	if s.opts.RetentionFloor != nil {
+		s.opts.RetentionFloor(offset)
+	}
+	if s.metrics != nil {
+		s.metrics.SnapshotSecs.Observe(time.Since(start).Seconds())
+	}
+	s.logger.Info("snapshot written", "offset", offset, "entries", info.Entries, "bytes", info.Bytes, "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// SnapshotAge is seconds since the last snapshot, or -1 if none.
+func (s *Service) SnapshotAge() float64 {
+	t := s.lastSnap.Load()
+	if t == 0 {
+		return -1
+	}
+	return time.Since(time.UnixMilli(t)).Seconds()
+}
+
+// Close stops the applier after it has applied everything durable, then
+// writes a final snapshot.
+func (s *Service) Close() error {
+	select {
+	case <-s.stop:
+		return nil
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = s.WaitApplied(ctx, s.log.End()-1)
+	close(s.stop)
+	<-s.done
+	return s.Snapshot()
+}
+
+// pendingQueue remembers when recent appends returned, to export how long
+// records wait between durable append and apply.
+type pendingQueue struct {
+	mu    sync.Mutex
+	items []pendingItem
+}
+
+type pendingItem struct {
+	last uint64
+	at   time.Time
+}
+
+func (q *pendingQueue) push(last uint64, at time.Time) {
+	q.mu.Lock()
+	if len(q.items) < 1024 {
+		q.items = append(q.items, pendingItem{last, at})
+	}
+	q.mu.Unlock()
+}
+
+// popUpTo drops entries the applier has passed and returns the oldest one's time.
+func (q *pendingQueue) popUpTo(applied uint64) (time.Time, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var t time.Time
+	ok := false
+	i := 0
+	for ; i < len(q.items) && q.items[i].last <= applied; i++ {
+		if !ok {
+			t, ok = q.items[i].at, true
+		}
+	}
+	q.items = append(q.items[:0], q.items[i:]...)
+	return t, ok
+}

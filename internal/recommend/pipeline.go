@@ -1,0 +1,348 @@
+// Package recommend owns the serving pipeline: candidate generation
+// (co-visitation of the user's recent items, category affinity × trending,
+// popularity backfill), scoring over interaction features, filters (seen,
+// hidden, explicit excludes), category diversity and explanations. It reads
+// features through a small interface and knows nothing of transport.
+package recommend
+
+import (
+	"context"
+	"math"
+	"sort"
+
+	"github.com/ripple-rec/ripple/internal/features"
+)
+
+// Features is what the pipeline reads; features.Engine implements it and a
+// remote store can too.
+type Features interface {
+	User(id string, maxRecent int) features.UserView
+	Seen(user string, items []string, out []bool)
+	Neighbors(item string, n int) []features.Neighbor
+	Items(items []string, out []features.ItemInfo)
+	Trending(category string, n int) []features.Scored
+}
+
+// Config weighs and sizes the candidate sources.
+type Config struct {
+	RecentItems      int     `yaml:"recent_items"`       // anchors for co-visitation
+	RecencyDecay     float64 `yaml:"recency_decay"`      // anchor j weighs decay^j
+	NeighborsPerItem int     `yaml:"neighbors_per_item"` // neighbours read per anchor
+	TopCategories    int     `yaml:"top_categories"`
+	PerCategory      int     `yaml:"per_category"`
+	Popular          int     `yaml:"popular"` // popularity candidates
+	WeightCovis      float64 `yaml:"weight_covisitation"`
+	WeightCategory   float64 `yaml:"weight_category"`
+	WeightPopular    float64 `yaml:"weight_popular"`
+	Diversity        float64 `yaml:"diversity"` // 0..1: score × (1-d)^(items already shown from the category)
+	MaxK             int     `yaml:"max_k"`
+}
+
+// DefaultConfig is what the server and `ripple eval` use unless configured.
+func DefaultConfig() Config {
+	return Config{
+		RecentItems: 10, RecencyDecay: 0.6, NeighborsPerItem: 100,
+		TopCategories: 3, PerCategory: 50, Popular: 200,
+		WeightCovis: 1, WeightCategory: 0.2, WeightPopular: 0.02,
+		Diversity: 0.1, MaxK: 500,
+	}
+}
+
+// Model names what produced the ranking; it appears in every response.
+const Model = "stream-covis-v1"
+
+// Degradation levels, reported in every response.
+const (
+	Healthy  = "healthy"
+	Stale    = "stale"
+	Degraded = "degraded"
+)
+
+// Request asks for recommendations.
+type Request struct {
+	User        string
+	K           int
+	IncludeSeen bool
+	Explain     bool
+	Exclude     []string
+}
+
+// Reason explains one contribution to an item's score.
+type Reason struct {
+	Source string  `json:"source"`
+	Via    string  `json:"via,omitempty"`
+	Score  float64 `json:"score"`
+}
+
+// Item is one recommended item.
+type Item struct {
+	Item     string         `json:"item"`
+	Score    float64        `json:"score"`
+	Reasons  []Reason       `json:"reasons,omitempty"`
+	Features map[string]any `json:"features,omitempty"`
+}
+
+// Response is the pipeline's answer.
+type Response struct {
+	Items       []Item
+	Model       string
+	Degradation string
+	Candidates  int
+	ColdStart   bool
+}
+
+// Pipeline produces recommendations. It is safe for concurrent use.
+type Pipeline struct {
+	f   Features
+	cfg Config
+	// Health reports the freshness of the feature state (Healthy or Stale);
+	// nil means always Healthy.
+	Health func() string
+}
+
+// New returns a pipeline over f.
+func New(f Features, cfg Config) *Pipeline { return &Pipeline{f: f, cfg: cfg} }
+
+// Config returns the pipeline's configuration.
+func (p *Pipeline) Config() Config { return p.cfg }
+
+type candidate struct {
+	id       string
+	covis    float64
+	category float64
+	popular  float64
+	score    float64
+	info     features.ItemInfo
+	reasons  []Reason
+}
+
+type candidates struct {
+	byID    map[string]*candidate
+	list    []*candidate
+	explain bool
+}
+
+func (c *candidates) get(id string) *candidate {
+	if x := c.byID[id]; x != nil {
+		return x
+	}
+	x := &candidate{id: id}
+	c.byID[id] = x
+	c.list = append(c.list, x)
+	return x
+}
+
+func (c *candidates) reason(x *candidate, source, via string, score float64) {
+	if !c.explain {
+		return
+	}
+	for i := range x.reasons {
+		if x.reasons[i].Source == source && x.reasons[i].Via == via {
+			x.reasons[i].Score += score
+			return
+		}
+	}
+	x.reasons = append(x.reasons, Reason{source, via, score})
+}
+
+// Recommend runs the pipeline. When ctx ends midway it answers with what it
+// has plus popularity backfill and reports Degraded, rather than failing.
+func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
+	k := min(max(req.K, 1), p.cfg.MaxK)
+	resp, c := p.gather(ctx, req.User, k, req.Explain)
+	list := p.filter(req, c.list)
+	p.score(list)
+	resp.Items = p.diversify(list, k, req.Explain)
+	return resp
+}
+
+// gather collects candidates from every source for user.
+func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool) (Response, *candidates) {
+	resp := Response{Model: Model, Degradation: Healthy}
+	if p.Health != nil {
+		resp.Degradation = p.Health()
+	}
+	c := &candidates{byID: make(map[string]*candidate, 256), explain: explain}
+	u := p.f.User(user, p.cfg.RecentItems)
+	resp.ColdStart = !u.Exists || len(u.Recent) == 0
+
+	// Co-visitation of recent items: the strongest "what comes next" signal.
+	w := 1.0
+	for _, anchor := range u.Recent {
+		if ctx.Err() != nil {
+			resp.Degradation = Degraded
+			break
+		}
+		ns := p.f.Neighbors(anchor.Item, p.cfg.NeighborsPerItem)
+		total := 0.0
+		for _, n := range ns {
+			total += n.Weight
+		}
+		if total > 0 {
+			for _, n := range ns {
+				v := p.cfg.WeightCovis * w * n.Weight / total
+				x := c.get(n.Item)
+				x.covis += v
+				c.reason(x, "covisitation", anchor.Item, v)
+			}
+		}
+		w *= p.cfg.RecencyDecay
+	}
+
+	// Category affinity × trending within the category.
+	if ctx.Err() == nil {
+		cats := u.Categories
+		if len(cats) > p.cfg.TopCategories {
+			cats = cats[:p.cfg.TopCategories]
+		}
+		sum := 0.0
+		for _, cat := range cats {
+			sum += cat.Score
+		}
+		for _, cat := range cats {
+			if sum <= 0 {
+				break
+			}
+			share := cat.Score / sum
+			for rank, it := range p.f.Trending(cat.ID, p.cfg.PerCategory) {
+				v := p.cfg.WeightCategory * share / (1 + float64(rank)/10)
+				x := c.get(it.ID)
+				x.category += v
+				c.reason(x, "category_trending", cat.ID, v)
+			}
+		}
+	} else {
+		resp.Degradation = Degraded
+	}
+
+	// Popularity: cold start and backfill; a small tie-breaker otherwise.
+	for rank, it := range p.f.Trending("", max(p.cfg.Popular, 2*k)) {
+		v := p.cfg.WeightPopular / (1 + float64(rank)/20)
+		x := c.get(it.ID)
+		x.popular += v
+		c.reason(x, "popular", "", v)
+	}
+	resp.Candidates = len(c.list)
+	return resp, c
+}
+
+// filter drops seen (unless asked), hidden and excluded items, and fills
+// item info for scoring.
+func (p *Pipeline) filter(req Request, list []*candidate) []*candidate {
+	ids := make([]string, len(list))
+	for i, x := range list {
+		ids[i] = x.id
+	}
+	infos := make([]features.ItemInfo, len(list))
+	p.f.Items(ids, infos)
+	seen := make([]bool, len(list))
+	if !req.IncludeSeen && req.User != "" {
+		p.f.Seen(req.User, ids, seen)
+	}
+	excluded := map[string]bool{}
+	for _, e := range req.Exclude {
+		excluded[e] = true
+	}
+	out := list[:0]
+	for i, x := range list {
+		if seen[i] || infos[i].Hidden || excluded[x.id] {
+			continue
+		}
+		x.info = infos[i]
+		out = append(out, x)
+	}
+	return out
+}
+
+func (p *Pipeline) score(list []*candidate) {
+	for _, x := range list {
+		x.score = x.covis + x.category + x.popular
+	}
+}
+
+// diversify picks greedily: each pick multiplies the remaining items of the
+// same category by (1-Diversity). Scores reported are the adjusted ones, so
+// they never increase down the list.
+func (p *Pipeline) diversify(list []*candidate, k int, explain bool) []Item {
+	sort.Slice(list, func(i, j int) bool { return better(list[i], list[j]) })
+	out := make([]Item, 0, min(k, len(list)))
+	d := p.cfg.Diversity
+	if d <= 0 || d >= 1 {
+		for _, x := range list {
+			if len(out) == k {
+				break
+			}
+			out = append(out, toItem(x, x.score, explain))
+		}
+		return out
+	}
+	shown := map[string]int{}
+	adjusted := func(x *candidate) float64 {
+		a := x.score
+		for _, c := range x.info.Categories {
+			if n := shown[c]; n > 0 {
+				a *= math.Pow(1-d, float64(n))
+				break // the first category is the primary one
+			}
+		}
+		return a
+	}
+	// Only the head can be reordered: scanning a window of 4k keeps this
+	// O(k²) on a bounded prefix rather than the whole candidate set.
+	window := list[:min(len(list), 4*k+20)]
+	picked := make([]bool, len(window))
+	for len(out) < k && len(out) < len(window) {
+		best, bestScore := -1, math.Inf(-1)
+		for i, x := range window {
+			if picked[i] {
+				continue
+			}
+			if a := adjusted(x); a > bestScore || (a == bestScore && best >= 0 && x.id < window[best].id) {
+				best, bestScore = i, a
+			}
+		}
+		picked[best] = true
+		x := window[best]
+		out = append(out, toItem(x, bestScore, explain))
+		if len(x.info.Categories) > 0 {
+			shown[x.info.Categories[0]]++
+		}
+	}
+	return out
+}
+
+func better(a, b *candidate) bool {
+	if a.score != b.score {
+		return a.score > b.score
+	}
+	if a.info.Trend != b.info.Trend {
+		return a.info.Trend > b.info.Trend
+	}
+	return a.id < b.id
+}
+
+func toItem(x *candidate, score float64, explain bool) Item {
+	it := Item{Item: x.id, Score: round(score)}
+	if explain {
+		it.Reasons = x.reasons
+		for i := range it.Reasons {
+			it.Reasons[i].Score = round(it.Reasons[i].Score)
+		}
+		it.Features = map[string]any{
+			"covisitation":      round(x.covis),
+			"category_trending": round(x.category),
+			"popularity":        round(x.popular),
+			"categories":        x.info.Categories,
+		}
+	}
+	return it
+}
+
+// round keeps responses readable; 9 significant digits is plenty for order.
+func round(f float64) float64 {
+	if f == 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		return f
+	}
+	e := math.Pow(10, 9-math.Ceil(math.Log10(math.Abs(f))))
+	return math.Round(f*e) / e
+}

@@ -1,0 +1,82 @@
+package recommend
+
+import (
+	"context"
+	"sort"
+
+	"github.com/ripple-rec/ripple/internal/features"
+)
+
+// Similar returns items co-visited with item, backfilled with trending items
+// of its categories. The item itself and hidden items are left out.
+func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool) Response {
+	k = min(max(k, 1), p.cfg.MaxK)
+	resp := Response{Model: Model, Degradation: Healthy}
+	if p.Health != nil {
+		resp.Degradation = p.Health()
+	}
+	c := &candidates{byID: map[string]*candidate{}, explain: explain}
+	ns := p.f.Neighbors(item, max(p.cfg.NeighborsPerItem, 2*k))
+	total := 0.0
+	for _, n := range ns {
+		total += n.Weight
+	}
+	for _, n := range ns {
+		x := c.get(n.Item)
+		x.covis = p.cfg.WeightCovis * n.Weight / total
+		c.reason(x, "covisitation", item, x.covis)
+	}
+	if ctx.Err() != nil {
+		resp.Degradation = Degraded
+	}
+	info := make([]features.ItemInfo, 1)
+	p.f.Items([]string{item}, info)
+	for _, cat := range info[0].Categories {
+		for rank, it := range p.f.Trending(cat, p.cfg.PerCategory) {
+			v := p.cfg.WeightCategory / (1 + float64(rank)/10)
+			x := c.get(it.ID)
+			x.category += v
+			c.reason(x, "category_trending", cat, v)
+		}
+	}
+	resp.Candidates = len(c.list)
+	list := p.filter(Request{IncludeSeen: true, Exclude: []string{item}}, c.list)
+	p.score(list)
+	resp.Items = p.diversify(list, k, explain)
+	return resp
+}
+
+// Rank scores the given items for user with the same signals as Recommend
+// and returns them best first. Items are never dropped, even seen or hidden
+// ones: the caller chose them. Items without any signal score 0 and keep the
+// caller's order among themselves.
+func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explain bool) Response {
+	resp, c := p.gather(ctx, user, len(items), explain)
+	list := make([]*candidate, 0, len(items))
+	ids := make([]string, 0, len(items))
+	dedup := map[string]bool{}
+	for _, id := range items {
+		if dedup[id] {
+			continue
+		}
+		dedup[id] = true
+		x := c.byID[id]
+		if x == nil {
+			x = &candidate{id: id}
+		}
+		list = append(list, x)
+		ids = append(ids, id)
+	}
+	infos := make([]features.ItemInfo, len(ids))
+	p.f.Items(ids, infos)
+	for i, x := range list {
+		x.info = infos[i]
+	}
+	p.score(list)
+	sort.SliceStable(list, func(i, j int) bool { return list[i].score > list[j].score })
+	resp.Items = make([]Item, len(list))
+	for i, x := range list {
+		resp.Items[i] = toItem(x, x.score, explain)
+	}
+	return resp
+}
