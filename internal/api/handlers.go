@@ -188,7 +188,7 @@ type recommendResponse struct {
 	Items       []recommend.Item `json:"items"`
 	Model       string           `json:"model"`
 	Degradation string           `json:"degradation"`
-	ColdStart   bool             `json:"cold_start,omitempty"`
+	ColdStart   bool             `json:"cold_start"`
 	RequestID   string           `json:"request_id"`
 }
 

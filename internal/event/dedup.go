@@ -10,12 +10,21 @@ import (
 // age; it is rebuilt after a restart by replaying the log tail, so it is as
 // durable as the log itself.
 type Deduper struct {
-	mu     sync.Mutex
-	seen   map[string]int64 // id -> time seen (unix ms)
-	order  []string         // FIFO ring of ids for eviction
-	head   int
-	size   int
-	maxAge int64
+	mu    sync.Mutex
+	seen  map[string]seenAt
+	order []string // FIFO ring of ids for eviction
+	head  int
+	size  int
+	// evicted counts slots ever evicted: the absolute position of head. A
+	// released id that is reserved again has two slots; only the one its
+	// seenAt points at may delete it.
+	evicted uint64
+	maxAge  int64
+}
+
+type seenAt struct {
+	ms  int64  // time seen (unix ms)
+	pos uint64 // absolute ring position of the id's live slot
 }
 
 // NewDeduper keeps at most maxIDs ids, none older than maxAge.
@@ -23,7 +32,7 @@ func NewDeduper(maxIDs int, maxAge time.Duration) *Deduper {
 	if maxIDs <= 0 {
 		maxIDs = 1
 	}
-	return &Deduper{seen: make(map[string]int64, min(maxIDs, 1<<16)), order: make([]string, maxIDs), maxAge: maxAge.Milliseconds()}
+	return &Deduper{seen: make(map[string]seenAt, min(maxIDs, 1<<16)), order: make([]string, maxIDs), maxAge: maxAge.Milliseconds()}
 }
 
 // Reserve marks ids as seen and reports which were already seen (within the
@@ -68,23 +77,25 @@ func (d *Deduper) insert(id string, now int64) {
 		d.evictOldest()
 	}
 	d.order[(d.head+d.size)%len(d.order)] = id
+	d.seen[id] = seenAt{ms: now, pos: d.evicted + uint64(d.size)}
 	d.size++
-	d.seen[id] = now
 }
 
 func (d *Deduper) evictOldest() {
 	id := d.order[d.head]
+	if s, ok := d.seen[id]; ok && s.pos == d.evicted {
+		delete(d.seen, id)
+	}
 	d.order[d.head] = ""
 	d.head = (d.head + 1) % len(d.order)
 	d.size--
-	delete(d.seen, id)
+	d.evicted++
 }
 
 func (d *Deduper) expire(now int64) {
 	for d.size > 0 {
-		id := d.order[d.head]
-		ts, ok := d.seen[id]
-		if ok && (d.maxAge <= 0 || now-ts <= d.maxAge) {
+		s, ok := d.seen[d.order[d.head]]
+		if ok && s.pos == d.evicted && (d.maxAge <= 0 || now-s.ms <= d.maxAge) {
 			return
 		}
 		d.evictOldest()

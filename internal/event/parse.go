@@ -171,7 +171,12 @@ func ParseJSONArray(body []byte, v *Validator, maxEvents int) (*Batch, error) {
 // ParseNDJSON parses one event per line; blank lines are skipped but keep
 // their index so error indices match line numbers minus one.
 func ParseNDJSON(body []byte, v *Validator, maxEvents int) (*Batch, error) {
-	b := &Batch{Events: make([]Interaction, 0, bytes.Count(body, []byte{'\n'})+1)}
+	// One slot per line, but blank lines are free: never reserve past the limit.
+	n := bytes.Count(body, []byte{'\n'}) + 1
+	if maxEvents > 0 {
+		n = min(n, maxEvents)
+	}
+	b := &Batch{Events: make([]Interaction, 0, n)}
 	line := 0
 	for len(body) > 0 {
 		var ln []byte

@@ -1,8 +1,10 @@
 package event
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -163,22 +165,22 @@ func TestParseJSONArray(t *testing.T) {
 		{name: "single object", body: ok("a"), wantIDs: []string{"a"}, wantIndex: []int{0}, wantTotal: 1},
 		{name: "single object with whitespace", body: "\n  " + ok("a") + "\n", wantIDs: []string{"a"}, wantIndex: []int{0}, wantTotal: 1},
 		{
-			name: "bad elements rejected by index, rest accepted",
-			body: "[" + ok("a") + `,{"type":"view","item":"i"},` + ok("c") + `,42,{"type":"like","user":"u","item":"i"},` + ok("f") + "]",
+			name:    "bad elements rejected by index, rest accepted",
+			body:    "[" + ok("a") + `,{"type":"view","item":"i"},` + ok("c") + `,42,{"type":"like","user":"u","item":"i"},` + ok("f") + "]",
 			wantIDs: []string{"a", "c", "f"}, wantIndex: []int{0, 2, 5},
 			wantErrors: []IndexError{{1, `missing field "user"`}, {3, "expected a JSON object"}, {4, `unknown type "like"`}},
 			wantTotal:  6,
 		},
 		{
-			name: "malformed element field rejected by index",
-			body: "[" + ok("a") + `,{"type":"view","user":"u","item":"i","ts":1717239600000}]`,
+			name:    "malformed element field rejected by index",
+			body:    "[" + ok("a") + `,{"type":"view","user":"u","item":"i","ts":1717239600000}]`,
 			wantIDs: []string{"a"}, wantIndex: []int{0},
 			wantErrors: []IndexError{{1, "milliseconds"}},
 			wantTotal:  2,
 		},
 		{
-			name: "validation runs on every element",
-			body: `[{"type":"view","user":"u","item":"i","ts":1}, {"type":"view","user":"u","item":"i","value":1}]`,
+			name:    "validation runs on every element",
+			body:    `[{"type":"view","user":"u","item":"i","ts":1}, {"type":"view","user":"u","item":"i","value":1}]`,
 			wantIDs: []string{""}, wantIndex: []int{1},
 			wantErrors: []IndexError{{0, "before 1990"}},
 			wantTotal:  2,
@@ -412,4 +414,20 @@ func FuzzParseNDJSON(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A body of blank lines must not make the parser reserve an event slot per
+// line: with a limit, the batch never needs more than the limit.
+func TestParseNDJSONBlankLinesDoNotAmplifyMemory(t *testing.T) {
+	body := append(bytes.Repeat([]byte{'\n'}, 1<<20), `{"type":"view","user":"u","item":"i"}`...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b, err := ParseNDJSON(body, testValidator(), 1000)
+	runtime.ReadMemStats(&after)
+	if err != nil || len(b.Events) != 1 || b.Index[0] != 1<<20 {
+		t.Fatalf("batch %+v, err %v", b, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4<<20 {
+		t.Fatalf("parsing a %d-byte body allocated %d bytes", len(body), alloc)
+	}
 }

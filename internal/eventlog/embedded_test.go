@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -626,5 +627,24 @@ func TestEmbeddedSurvivesPowerLoss(t *testing.T) {
 			require.Equal(t, want, recs[off-1].data, "cut %d: offset %d", i, off)
 		}
 		t.Logf("cut %d: %d acknowledged, %d recovered", i, len(c.acked), len(recs))
+	}
+}
+
+func TestEmbeddedCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	l, err := OpenEmbedded(t.TempDir(), EmbeddedOptions{RetentionBytes: 1 << 20, RetentionInterval: time.Millisecond})
+	require.NoError(t, err)
+	_, err = l.Append(context.Background(), payloads("a", 100))
+	require.NoError(t, err)
+	waiting := make(chan error)
+	go func() { waiting <- l.Wait(context.Background(), 1000) }()
+	time.Sleep(5 * time.Millisecond)
+	require.NoError(t, l.Close())
+	require.ErrorIs(t, <-waiting, ErrClosed)
+	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= before }, 5*time.Second, 10*time.Millisecond,
+		"goroutines: %d before, %d after", before, runtime.NumGoroutine())
+	if runtime.NumGoroutine() > before {
+		buf := make([]byte, 1<<20)
+		t.Log(string(buf[:runtime.Stack(buf, true)]))
 	}
 }

@@ -1,0 +1,266 @@
+package eval
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ProtocolLOO is leave-one-out with full ranking, the only protocol so far.
+const ProtocolLOO = "loo"
+
+// Report is the outcome of one run.
+type Report struct {
+	Dataset   string        `json:"dataset"`
+	Source    string        `json:"source,omitempty"`
+	Format    string        `json:"format,omitempty"`
+	Protocol  string        `json:"protocol"`
+	Split     Split         `json:"split"`
+	Depth     int           `json:"depth"` // items asked of each model per user
+	Counts    Counts        `json:"counts"`
+	Models    []ModelResult `json:"models"`
+	Published []Published   `json:"published,omitempty"`
+	Timings   Timings       `json:"timings"`
+	Workers   int           `json:"workers"`
+	Created   time.Time     `json:"created"`
+}
+
+// Counts describe the data behind the numbers.
+type Counts struct {
+	Users       int `json:"users"`
+	Items       int `json:"items"` // the catalogue: distinct items in the dataset
+	Events      int `json:"events"`
+	TrainEvents int `json:"train_events"` // replayed into the engine; PopRec counts these
+	Evaluated   int `json:"users_evaluated"`
+	// SkippedShort users have fewer than MinEvents events.
+	SkippedShort int `json:"users_skipped_short"`
+	// NotEvaluated users were eligible but left out by Options.LimitUsers.
+	NotEvaluated int `json:"users_not_evaluated"`
+	// TargetsInHistory are repeat consumptions: no model can hit them,
+	// since the protocol excludes history from the ranking.
+	TargetsInHistory int `json:"targets_in_history"`
+}
+
+// ModelResult is one model's line in the report.
+type ModelResult struct {
+	Model string `json:"model"`
+	Metrics
+	// TiedTargets counts users whose target was returned with at least one
+	// other item on exactly its score (ties rank the target last).
+	TiedTargets int `json:"tied_targets"`
+	// HistoryReturned counts history items the model returned; anything but
+	// 0 is a bug in its seen filter.
+	HistoryReturned int     `json:"history_returned"`
+	EvalSeconds     float64 `json:"eval_s"`
+}
+
+// Timings are wall-clock seconds.
+type Timings struct {
+	Read   float64 `json:"read_s"`   // reading and grouping the file
+	Replay float64 `json:"replay_s"` // splitting and replaying the training input
+	Load   float64 `json:"load_s"`   // Read + Replay
+	Eval   float64 `json:"eval_s"`   // every model
+}
+
+// Published is a number from the literature under the same protocol.
+type Published struct {
+	Dataset string  `json:"-"`
+	Model   string  `json:"model"`
+	HR10    float64 `json:"hr@10"`
+	NDCG10  float64 `json:"ndcg@10"`
+}
+
+// published is the table of /work/shared/datasets/README.md: the S3-Rec
+// repository's full-ranking tables and the ICLRec README.
+var published = []Published{
+	{"Toys_and_Games", "PopRec", 0.0113, 0.0061},
+	{"Toys_and_Games", "GRU4Rec", 0.0176, 0.0084},
+	{"Toys_and_Games", "BERT4Rec", 0.0203, 0.0099},
+	{"Toys_and_Games", "SASRec", 0.0675, 0.0374},
+	{"Toys_and_Games", "S3-Rec", 0.0700, 0.0376},
+	{"Toys_and_Games", "ICLRec", 0.0834, 0.0480},
+	{"Sports_and_Outdoors", "PopRec", 0.0094, 0.0053},
+	{"Sports_and_Outdoors", "SASRec", 0.0350, 0.0192},
+	{"Sports_and_Outdoors", "S3-Rec", 0.0385, 0.0204},
+	{"Sports_and_Outdoors", "ICLRec", 0.0437, 0.0238},
+	{"LastFM", "PopRec", 0.0440, 0.0203},
+	{"LastFM", "SASRec", 0.0688, 0.0390},
+	{"LastFM", "S3-Rec", 0.0743, 0.0427},
+}
+
+// PublishedResults returns the published test-split numbers for dataset,
+// or nil when there are none.
+func PublishedResults(dataset string) []Published {
+	var out []Published
+	for _, p := range published {
+		if p.Dataset == dataset {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// FileStem is the report's file name without extension:
+// "<dataset>-<protocol>", with "-valid" for the validation split so a
+// tuning run never overwrites the test report.
+func (r *Report) FileStem() string {
+	s := r.Dataset + "-" + r.Protocol
+	if r.Split == SplitValid {
+		s += "-valid"
+	}
+	return s
+}
+
+// Save writes dir/<FileStem>.md and .json and returns their paths.
+func (r *Report) Save(dir string) (md, js string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
+	var mb, jb bytes.Buffer
+	if err := r.WriteMarkdown(&mb); err != nil {
+		return "", "", err
+	}
+	if err := r.WriteJSON(&jb); err != nil {
+		return "", "", err
+	}
+	md = filepath.Join(dir, r.FileStem()+".md")
+	js = filepath.Join(dir, r.FileStem()+".json")
+	if err := os.WriteFile(md, mb.Bytes(), 0o644); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(js, jb.Bytes(), 0o644); err != nil {
+		return "", "", err
+	}
+	return md, js, nil
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// WriteMarkdown writes the metric table, the published numbers for the
+// dataset when known, and the counts and timings behind them.
+func (r *Report) WriteMarkdown(w io.Writer) error {
+	var b strings.Builder
+	split := "test split: the last item is the target, the validation item is input"
+	if r.Split == SplitValid {
+		split = "validation split: the second-to-last item is the target, the input stops before it"
+	}
+	fmt.Fprintf(&b, "## %s — leave-one-out, full ranking\n\n", r.Dataset)
+	fmt.Fprintf(&b, "%s; the user's history is excluded from the ranking; ties count against the target.\n\n", capitalize(split))
+
+	b.WriteString("| model |")
+	for _, k := range Cutoffs {
+		fmt.Fprintf(&b, " HR@%d |", k)
+	}
+	for _, k := range Cutoffs {
+		fmt.Fprintf(&b, " NDCG@%d |", k)
+	}
+	fmt.Fprintf(&b, " coverage@%d |\n|---|", CoverageK)
+	b.WriteString(strings.Repeat("---:|", 2*len(Cutoffs)+1) + "\n")
+	for _, m := range r.Models {
+		fmt.Fprintf(&b, "| %s |", m.Model)
+		for _, k := range Cutoffs {
+			fmt.Fprintf(&b, " %.4f |", m.HR(k))
+		}
+		for _, k := range Cutoffs {
+			fmt.Fprintf(&b, " %.4f |", m.NDCG(k))
+		}
+		fmt.Fprintf(&b, " %.4f |\n", m.Coverage)
+	}
+	for _, p := range r.Published {
+		fmt.Fprintf(&b, "| *published %s* |", p.Model)
+		for _, k := range Cutoffs {
+			b.WriteString(publishedCell(k, p.HR10))
+		}
+		for _, k := range Cutoffs {
+			b.WriteString(publishedCell(k, p.NDCG10))
+		}
+		b.WriteString(" — |\n")
+	}
+	b.WriteString("\n")
+
+	c := r.Counts
+	fmt.Fprintf(&b, "- users: %s, evaluated %s", thousands(c.Users), thousands(c.Evaluated))
+	if c.SkippedShort > 0 {
+		fmt.Fprintf(&b, ", skipped with fewer than %d events %s (their events are training input)", MinEvents, thousands(c.SkippedShort))
+	}
+	if c.NotEvaluated > 0 {
+		fmt.Fprintf(&b, ", not evaluated (--limit-users) %s", thousands(c.NotEvaluated))
+	}
+	fmt.Fprintf(&b, "; items: %s; events: %s, training input %s\n", thousands(c.Items), thousands(c.Events), thousands(c.TrainEvents))
+	fmt.Fprintf(&b, "- targets already in the user's history (repeat consumption, a miss for every model): %s\n", thousands(c.TargetsInHistory))
+	b.WriteString("- targets tied with another item's score:")
+	for i, m := range r.Models {
+		sep := ","
+		if i == 0 {
+			sep = ""
+		}
+		fmt.Fprintf(&b, "%s %s %s", sep, m.Model, thousands(m.TiedTargets))
+	}
+	b.WriteString("\n")
+	for _, m := range r.Models {
+		if m.HistoryReturned > 0 {
+			fmt.Fprintf(&b, "- **%s returned %s history items: its seen filter is broken**\n", m.Model, thousands(m.HistoryReturned))
+		}
+	}
+	t := r.Timings
+	fmt.Fprintf(&b, "- timings: load %.2f s (read %.2f s, replay %.2f s), eval %.2f s (", t.Load, t.Read, t.Replay, t.Eval)
+	for i, m := range r.Models {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s %.2f s", m.Model, m.EvalSeconds)
+		if m.EvalSeconds > 0 {
+			fmt.Fprintf(&b, ", %s users/s", thousands(int(float64(m.Users)/m.EvalSeconds)))
+		}
+	}
+	fmt.Fprintf(&b, ") with %d workers\n", r.Workers)
+	if len(r.Published) > 0 {
+		b.WriteString("- published: S3-Rec repository tables and ICLRec README, same protocol (HR/NDCG@10 only); " +
+			"their PopRec counts popularity over full sequences, test item included\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func publishedCell(k int, v float64) string {
+	if k != 10 {
+		return " — |"
+	}
+	return fmt.Sprintf(" %.4f |", v)
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// thousands formats n with comma separators: 167597 → "167,597".
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, ch := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(ch)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}

@@ -1,0 +1,207 @@
+package eval
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/recommend"
+)
+
+// ranker is a model under evaluation.
+type ranker interface {
+	// Rank returns up to n items for c, best first with their scores,
+	// leaving out c.History.
+	Rank(ctx context.Context, c *Case, n int) ([]features.Scored, error)
+}
+
+// Options shape a run; the zero value is the standard protocol on the test
+// split with the shipped configuration.
+type Options struct {
+	Split Split // default SplitTest
+	// LimitUsers evaluates only the first N eligible users (0: all). The
+	// training input stays the whole split, so a limited run estimates the
+	// full one rather than measuring a smaller dataset.
+	LimitUsers int
+	Workers    int               // 0: runtime.GOMAXPROCS
+	Features   *features.Config  // nil: features.DefaultConfig()
+	Recommend  *recommend.Config // nil: recommend.DefaultConfig()
+	// Progress, when set, is told how far each stage ("replay", then one
+	// per model) has got. Calls never overlap and done never decreases
+	// within a stage.
+	Progress func(stage string, done, total int)
+}
+
+// Model names as they appear in reports.
+const (
+	ModelServing = "ripple " + recommend.Model
+	ModelPopRec  = "PopRec (leak-free)"
+)
+
+// Run evaluates the serving pipeline and PopRec on d under leave-one-out,
+// full ranking: it splits d, replays the training input of all users in
+// event-time order into a fresh feature engine, then ranks every evaluated
+// user's target with both models through the same metric code.
+func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
+	if opt.Split == "" {
+		opt.Split = SplitTest
+	}
+	if opt.Workers <= 0 {
+		opt.Workers = runtime.GOMAXPROCS(0)
+	}
+	fcfg, rcfg := opt.Features, recommend.DefaultConfig()
+	if fcfg == nil {
+		fcfg = features.DefaultConfig()
+	}
+	if opt.Recommend != nil {
+		rcfg = *opt.Recommend
+	}
+	progress := func(string, int, int) {}
+	if opt.Progress != nil {
+		progress = opt.Progress
+	}
+
+	start := time.Now()
+	h, err := d.Split(opt.Split)
+	if err != nil {
+		return nil, err
+	}
+	engine := features.NewEngine(fcfg, nil)
+	if err := replay(ctx, engine, h.Train, func(done, total int) { progress("replay", done, total) }); err != nil {
+		return nil, err
+	}
+	engine.RefreshTrending()
+	replayTime := time.Since(start)
+
+	cases := h.Cases
+	if opt.LimitUsers > 0 && opt.LimitUsers < len(cases) {
+		cases = cases[:opt.LimitUsers]
+	}
+	r := &Report{
+		Dataset: d.Name, Source: d.Source, Format: d.Format,
+		Protocol: ProtocolLOO, Split: opt.Split, Depth: Depth, Workers: opt.Workers,
+		Created: time.Now().UTC().Truncate(time.Second),
+		Counts: Counts{
+			Users: len(d.Users), Items: d.Items, Events: d.Events, TrainEvents: len(h.Train),
+			Evaluated: len(cases), SkippedShort: h.Skipped, NotEvaluated: len(h.Cases) - len(cases),
+		},
+	}
+	for i := range cases {
+		if cases[i].TargetInHistory() {
+			r.Counts.TargetsInHistory++
+		}
+	}
+	if opt.Split == SplitTest {
+		r.Published = PublishedResults(d.Name)
+	}
+
+	models := []struct {
+		name string
+		r    ranker
+	}{
+		{ModelServing, Serving{recommend.New(engine, rcfg)}},
+		{ModelPopRec, NewPopRec(h.Train)},
+	}
+	evalStart := time.Now()
+	for _, m := range models {
+		t := time.Now()
+		outs, err := evaluate(ctx, m.r, cases, opt.Workers, func(done, total int) { progress(m.name, done, total) })
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.name, err)
+		}
+		r.Models = append(r.Models, result(m.name, outs, d.Items, time.Since(t)))
+	}
+	r.Timings = Timings{
+		Read:   d.ReadTime.Seconds(),
+		Replay: replayTime.Seconds(),
+		Load:   (d.ReadTime + replayTime).Seconds(),
+		Eval:   time.Since(evalStart).Seconds(),
+	}
+	return r, nil
+}
+
+// replay applies train to engine in order, as the server's log replay would.
+func replay(ctx context.Context, engine *features.Engine, train []event.Interaction, progress func(done, total int)) error {
+	rec := event.Record{Kind: event.KindInteraction}
+	const step = 1 << 13
+	for i := range train {
+		rec.Interaction = train[i]
+		engine.Apply(0, &rec) // offset 0: not from a log, always applied
+		if (i+1)%step == 0 || i+1 == len(train) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			progress(i+1, len(train))
+		}
+	}
+	return nil
+}
+
+// evaluate ranks every case with r on workers goroutines. Outcomes land in
+// case order, so the aggregate does not depend on scheduling.
+func evaluate(ctx context.Context, r ranker, cases []Case, workers int, progress func(done, total int)) ([]outcome, error) {
+	outs := make([]outcome, len(cases))
+	var next, done atomic.Int64
+	var mu sync.Mutex // serialises progress calls
+	step := int64(max(1, len(cases)/500))
+	g, ctx := errgroup.WithContext(ctx)
+	for range max(1, workers) {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(cases) {
+					return nil
+				}
+				o, err := evaluateCase(ctx, r, &cases[i])
+				if err != nil {
+					return err
+				}
+				outs[i] = o
+				if n := done.Add(1); n%step == 0 || n == int64(len(cases)) {
+					mu.Lock()
+					progress(int(done.Load()), len(cases))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	return outs, g.Wait()
+}
+
+func evaluateCase(ctx context.Context, r ranker, c *Case) (outcome, error) {
+	list, err := r.Rank(ctx, c, Depth)
+	if err != nil {
+		return outcome{}, fmt.Errorf("user %s: %w", c.User, err)
+	}
+	var o outcome
+	o.rank, o.ties = TargetRank(list, c.Target)
+	o.top = make([]string, 0, CoverageK)
+	for i, s := range list {
+		if i < CoverageK {
+			o.top = append(o.top, s.ID)
+		}
+		if slices.Contains(c.History, s.ID) {
+			o.leaked++
+		}
+	}
+	return o, nil
+}
+
+func result(name string, outs []outcome, catalogue int, took time.Duration) ModelResult {
+	m := ModelResult{Model: name, Metrics: score(outs, catalogue), EvalSeconds: took.Seconds()}
+	for _, o := range outs {
+		if o.rank > 0 && o.ties > 0 {
+			m.TiedTargets++
+		}
+		m.HistoryReturned += o.leaked
+	}
+	return m
+}
