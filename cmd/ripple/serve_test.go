@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	json "github.com/goccy/go-json"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+)
+
+func TestExampleConfigHasOnlyKnownKeys(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/ripple.example.yaml")
+	require.NoError(t, err)
+	cfg := defaultServeConfig()
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	require.NoError(t, dec.Decode(&cfg))
+	assert.Equal(t, defaultServeConfig(), cfg, "the example documents the defaults")
+}
+
+func recs(t *testing.T, h http.Handler, user string) string {
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/recommendations/"+user+"?k=10", nil))
+	require.Equal(t, 200, rec.Code)
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	items, _ := json.Marshal(body["items"])
+	return string(items)
+}
+
+// TestDemoRestartRestoresSnapshot: a graceful shutdown writes a snapshot; the
+// restarted node serves the same recommendations without replaying the log.
+func TestDemoRestartRestoresSnapshot(t *testing.T) {
+	cfg := defaultServeConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Demo = true
+	logger := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+
+	n, err := openNode(ctx, cfg, logger)
+	require.NoError(t, err)
+	require.NoError(t, loadDemo(ctx, n, cfg, logger))
+	applied := n.engine.Applied()
+	require.Greater(t, applied, uint64(10_000))
+	before := recs(t, n.api.Handler(), "u3")
+	n.close()
+
+	n, err = openNode(ctx, cfg, logger)
+	require.NoError(t, err)
+	defer n.close()
+	assert.Equal(t, applied, n.engine.Applied())
+	assert.GreaterOrEqual(t, n.ingest.SnapshotAge(), 0.0, "state came from the snapshot")
+	require.NoError(t, loadDemo(ctx, n, cfg, logger), "demo is not loaded twice")
+	assert.Equal(t, applied, n.engine.Applied())
+	assert.Equal(t, before, recs(t, n.api.Handler(), "u3"))
+}
