@@ -1,0 +1,95 @@
+package ingest_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/eventlog"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/ingest"
+	"github.com/ripple-rec/ripple/internal/store"
+)
+
+func (n *node) close() {
+	n.svc.Close()
+	n.snaps.Close()
+	n.log.Close()
+}
+
+func ev(id, user, item string) event.Interaction {
+	return event.Interaction{ID: id, User: user, Item: item, Type: "view", TS: time.Now().Add(-time.Minute).UnixMilli()}
+}
+
+func TestDedupSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := openNode(t, dir, 0)
+	res, err := n.svc.Events(context.Background(), []event.Interaction{ev("a", "u", "i1"), ev("b", "u", "i2"), ev("a", "u", "i1"), ev("", "u", "i3")})
+	require.NoError(t, err)
+	assert.Equal(t, ingest.Result{Accepted: 3, Duplicates: 1}, res, "a repeated id inside one batch is a duplicate too")
+	n.close()
+
+	n = openNode(t, dir, 0)
+	defer n.close()
+	res, err = n.svc.Events(context.Background(), []event.Interaction{ev("a", "u", "i1"), ev("c", "u", "i4")})
+	require.NoError(t, err)
+	assert.Equal(t, ingest.Result{Accepted: 1, Duplicates: 1}, res, "ids acknowledged before the restart are still known")
+}
+
+func TestAppendFailureIsNotAcknowledged(t *testing.T) {
+	n := openNode(t, t.TempDir(), 0)
+	defer n.snaps.Close()
+	require.NoError(t, n.log.Close())
+	_, err := n.svc.Events(context.Background(), []event.Interaction{ev("x", "u", "i")})
+	require.ErrorIs(t, err, eventlog.ErrClosed)
+	assert.NotErrorIs(t, err, ingest.ErrApplyPending)
+}
+
+func TestSpecChangeRebuildsFromLog(t *testing.T) {
+	dir := t.TempDir()
+	n := openNode(t, dir, 0)
+	_, err := n.svc.Events(context.Background(), []event.Interaction{ev("a", "u1", "i1"), ev("b", "u1", "i2")})
+	require.NoError(t, err)
+	n.close() // writes a snapshot with the default specs
+
+	cfg := features.DefaultConfig()
+	cfg.Features[0].Buckets = 30 // a different ring shape
+	lg, err := eventlog.OpenEmbedded(filepath.Join(dir, "log"), eventlog.EmbeddedOptions{})
+	require.NoError(t, err)
+	defer lg.Close()
+	snaps, err := store.OpenSnapshots(filepath.Join(dir, "snaps"))
+	require.NoError(t, err)
+	defer snaps.Close()
+	eng := features.NewEngine(cfg, nil)
+	svc := ingest.New(lg, eng, snaps, nil, nil, ingest.Options{})
+	require.NoError(t, svc.Recover(context.Background()))
+	assert.Equal(t, uint64(2), eng.Applied())
+	seen := make([]bool, 2)
+	eng.Seen("u1", []string{"i1", "i2"}, seen)
+	assert.Equal(t, []bool{true, true}, seen)
+}
+
+func TestRecoverRefusesWhenLogLostRecords(t *testing.T) {
+	dir := t.TempDir()
+	lg, err := eventlog.OpenEmbedded(filepath.Join(dir, "log"), eventlog.EmbeddedOptions{RetentionBytes: 1})
+	require.NoError(t, err)
+	defer lg.Close()
+	payload := event.AppendBinary(nil, &event.Record{Kind: event.KindInteraction, Interaction: ev("", "u", "i")})
+	for i := 0; i < 5; i++ {
+		_, err := lg.Append(context.Background(), [][]byte{payload})
+		require.NoError(t, err)
+	}
+	lg.SetRetentionFloor(4) // as if a snapshot covered offset 4, since lost
+	require.NoError(t, lg.EnforceRetention(context.Background()))
+	require.Greater(t, lg.Start(), uint64(1))
+	eng := features.NewEngine(features.DefaultConfig(), nil)
+	svc := ingest.New(lg, eng, nil, nil, nil, ingest.Options{})
+	err = svc.Recover(context.Background())
+	require.Error(t, err, "state without the dropped records must not be served silently")
+	assert.False(t, svc.Ready())
+}
