@@ -3,6 +3,7 @@ package eval
 import (
 	"cmp"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -31,7 +32,8 @@ type Sequence struct {
 	Events []event.Interaction
 }
 
-// LoadFile reads a dataset file in one of event.Formats.
+// LoadFile reads a dataset file in one of event.Formats and names it after
+// the file.
 func LoadFile(path, format string) (*Dataset, error) {
 	start := time.Now()
 	f, err := os.Open(path)
@@ -39,8 +41,20 @@ func LoadFile(path, format string) (*Dataset, error) {
 		return nil, err
 	}
 	defer f.Close()
+	d, err := Read(f, format)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	d.Name, d.Source = DatasetName(path), path
+	d.ReadTime = time.Since(start)
+	return d, nil
+}
+
+// Read reads a dataset in one of event.Formats.
+func Read(r io.Reader, format string) (*Dataset, error) {
+	start := time.Now()
 	var evs []event.Interaction
-	err = event.ReadFile(f, format, func(e *event.Interaction) error {
+	err := event.ReadFile(r, format, func(e *event.Interaction) error {
 		if e.User == "" || e.Item == "" {
 			return fmt.Errorf("event %d: %w: missing user or item", len(evs)+1, event.ErrInvalid)
 		}
@@ -48,10 +62,10 @@ func LoadFile(path, format string) (*Dataset, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, err
 	}
 	d := FromInteractions(evs)
-	d.Name, d.Source, d.Format = DatasetName(path), path, format
+	d.Format = format
 	d.ReadTime = time.Since(start)
 	return d, nil
 }
@@ -130,6 +144,9 @@ type Holdout struct {
 
 // Split holds out each evaluated user's last item (SplitTest) or last two
 // items (SplitValid); everything else is training input for every model.
+// As in the published protocol, one user's training input may be later in
+// time than another user's target: leave-one-out splits per user, not at a
+// global point in time.
 func (d *Dataset) Split(s Split) (*Holdout, error) {
 	held := map[Split]int{SplitTest: 1, SplitValid: 2}[s]
 	if held == 0 {

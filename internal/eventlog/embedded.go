@@ -156,8 +156,16 @@ type appendReq struct {
 
 // OpenEmbedded opens (creating if needed) the log stored in dir.
 func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
-	if opts.RetentionBytes < 0 || opts.RetentionAge < 0 || opts.RetentionInterval < 0 || opts.MaxBatchRecords < 0 || opts.TailCacheBytes < 0 {
-		return nil, fmt.Errorf("eventlog: negative option in %+v", opts)
+	for name, v := range map[string]int64{
+		"RetentionBytes":    opts.RetentionBytes,
+		"RetentionAge":      int64(opts.RetentionAge),
+		"RetentionInterval": int64(opts.RetentionInterval),
+		"MaxBatchRecords":   int64(opts.MaxBatchRecords),
+		"TailCacheBytes":    opts.TailCacheBytes,
+	} {
+		if v < 0 {
+			return nil, fmt.Errorf("eventlog: negative %s %d", name, v)
+		}
 	}
 	if opts.RetentionInterval == 0 {
 		opts.RetentionInterval = DefaultRetentionInterval
@@ -400,8 +408,9 @@ func (e *Embedded) commit(reqs []*appendReq) {
 	t0 := time.Now()
 	err := e.apply(b)
 	took := time.Since(t0)
-	_ = b.Close()
 	if err != nil {
+		// Like Pebble's own helpers, leave a batch that failed to the GC
+		// rather than recycling it in an unknown state.
 		e.segs.restore(saved)
 		e.stats.failedBatches.Add(1)
 		e.log.Error("append batch failed", "first", first, "records", next-first, "err", err)
@@ -411,6 +420,7 @@ func (e *Embedded) commit(reqs []*appendReq) {
 		}
 		return
 	}
+	_ = b.Close()
 	e.tail.add(first, reqs)
 	e.end.Store(next)
 	e.broadcast()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -132,8 +134,11 @@ func TestEmbeddedReopenKeepsOffsetsAndData(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(30001), first)
 
+	require.NoError(t, l.Close())
+
 	// A retention cut must survive reopening too, with sizes still right.
-	l.opts.RetentionBytes = retained / 3
+	opts.RetentionBytes = retained / 3
+	l = openTest(t, dir, opts)
 	l.SetRetentionFloor(math.MaxUint64)
 	require.NoError(t, l.EnforceRetention(context.Background()))
 	start, end, retained := l.Start(), l.End(), l.Stats().RetainedBytes
@@ -146,6 +151,72 @@ func TestEmbeddedReopenKeepsOffsetsAndData(t *testing.T) {
 	assert.Equal(t, end, l.End())
 	assert.Equal(t, retained, l.Stats().RetainedBytes)
 	assert.Equal(t, after, readAll(t, l, 0))
+
+	// A segment summary that does not fit the chain is rebuilt from records.
+	bogus := segment{first: 7, end: start + 10, bytes: 1}
+	require.NoError(t, l.db.Set(segmentKey(bogus.end), encodeSegment(bogus), pebble.Sync))
+	require.NoError(t, l.Close())
+	var logs bytes.Buffer
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	l = openTest(t, dir, opts)
+	assert.Contains(t, logs.String(), "rebuilding")
+	assert.Equal(t, start, l.Start())
+	assert.Equal(t, retained, l.Stats().RetainedBytes)
+	assert.Equal(t, after, readAll(t, l, 0))
+}
+
+func TestTailCache(t *testing.T) {
+	batch := func(ps ...string) []*appendReq {
+		r := &appendReq{}
+		for _, p := range ps {
+			r.payloads = append(r.payloads, []byte(p))
+		}
+		return []*appendReq{r}
+	}
+	for _, tc := range []struct {
+		name      string
+		records   int
+		bytes     int64
+		batches   [][]*appendReq
+		wantFirst uint64
+		wantEnd   uint64
+	}{
+		{"fits", 4, 100, [][]*appendReq{batch("a", "b"), batch("c")}, 10, 13},
+		{"evicts oldest", 4, 100, [][]*appendReq{batch("a", "b", "c"), batch("d", "e", "f")}, 12, 16},
+		{"batch larger than ring", 4, 100, [][]*appendReq{batch("a"), batch("b", "c", "d", "e", "f", "g")}, 13, 17},
+		{"byte cap", 10, 5, [][]*appendReq{batch("aa", "bb"), batch("cc")}, 11, 13},
+		{"record over byte cap", 10, 5, [][]*appendReq{batch("aa"), batch("bbbbbbbb")}, 12, 12},
+		{"disabled", -1, 100, [][]*appendReq{batch("a")}, 10, 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTailCache(tc.records, tc.bytes, 10)
+			next := uint64(10)
+			var all []string
+			for _, b := range tc.batches {
+				c.add(next, b)
+				for _, p := range b[0].payloads {
+					all = append(all, string(p))
+					next++
+				}
+			}
+			if tc.records > 0 {
+				assert.Equal(t, tc.wantFirst, c.oldest())
+			}
+			for off := uint64(9); off <= next; off++ {
+				dst := make([][]byte, 3)
+				n, ok := c.read(off, dst)
+				cached := off >= tc.wantFirst && off < tc.wantEnd
+				require.Equal(t, cached, ok, "offset %d", off)
+				if !ok {
+					continue
+				}
+				require.Equal(t, int(min(3, tc.wantEnd-off)), n)
+				for i := range n {
+					assert.Equal(t, all[off-10+uint64(i)], string(dst[i]))
+				}
+			}
+		})
+	}
 }
 
 func TestEmbeddedRead(t *testing.T) {
@@ -641,10 +712,13 @@ func TestEmbeddedCloseLeavesNoGoroutines(t *testing.T) {
 	time.Sleep(5 * time.Millisecond)
 	require.NoError(t, l.Close())
 	require.ErrorIs(t, <-waiting, ErrClosed)
-	assert.Eventually(t, func() bool { return runtime.NumGoroutine() <= before }, 5*time.Second, 10*time.Millisecond,
-		"goroutines: %d before, %d after", before, runtime.NumGoroutine())
-	if runtime.NumGoroutine() > before {
+	// Polled by hand: assert.Eventually runs goroutines of its own.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<20)
-		t.Log(string(buf[:runtime.Stack(buf, true)]))
+		t.Fatalf("%d goroutines before Open, %d after Close:\n%s", before, n, buf[:runtime.Stack(buf, true)])
 	}
 }

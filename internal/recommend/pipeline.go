@@ -254,9 +254,24 @@ func (p *Pipeline) filter(req Request, list []*candidate) []*candidate {
 	return out
 }
 
+// tieBreak is the largest bonus the trending order adds to a score: far
+// below any real signal difference, but enough that equal-signal items get
+// distinct scores. Reported scores must order exactly as the list does, or
+// consumers that count ties (like the evaluation protocol) see false ties.
+const tieBreak = 1e-9
+
 func (p *Pipeline) score(list []*candidate) {
-	for _, x := range list {
-		x.score = x.covis + x.category + x.popular
+	byTrend := make([]*candidate, len(list))
+	copy(byTrend, list)
+	sort.Slice(byTrend, func(i, j int) bool {
+		if byTrend[i].info.Trend != byTrend[j].info.Trend {
+			return byTrend[i].info.Trend > byTrend[j].info.Trend
+		}
+		return byTrend[i].id < byTrend[j].id
+	})
+	n := float64(len(list))
+	for rank, x := range byTrend {
+		x.score = x.covis + x.category + x.popular + tieBreak*(n-float64(rank))/n
 	}
 }
 
@@ -322,27 +337,15 @@ func better(a, b *candidate) bool {
 }
 
 func toItem(x *candidate, score float64, explain bool) Item {
-	it := Item{Item: x.id, Score: round(score)}
+	it := Item{Item: x.id, Score: score}
 	if explain {
 		it.Reasons = x.reasons
-		for i := range it.Reasons {
-			it.Reasons[i].Score = round(it.Reasons[i].Score)
-		}
 		it.Features = map[string]any{
-			"covisitation":      round(x.covis),
-			"category_trending": round(x.category),
-			"popularity":        round(x.popular),
+			"covisitation":      x.covis,
+			"category_trending": x.category,
+			"popularity":        x.popular,
 			"categories":        x.info.Categories,
 		}
 	}
 	return it
-}
-
-// round keeps responses readable; 9 significant digits is plenty for order.
-func round(f float64) float64 {
-	if f == 0 || math.IsInf(f, 0) || math.IsNaN(f) {
-		return f
-	}
-	e := math.Pow(10, 9-math.Ceil(math.Log10(math.Abs(f))))
-	return math.Round(f*e) / e
 }
