@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ripple-rec/ripple/internal/features"
 )
 
 func TestExampleConfigHasOnlyKnownKeys(t *testing.T) {
@@ -60,4 +62,31 @@ func TestDemoRestartRestoresSnapshot(t *testing.T) {
 	require.NoError(t, loadDemo(ctx, n, cfg, logger), "demo is not loaded twice")
 	assert.Equal(t, applied, n.engine.Applied())
 	assert.Equal(t, before, recs(t, n.api.Handler(), "u3"))
+}
+
+// TestTrainRebuildMatchesServedState: an offline rebuild from the log gives
+// the state the server had, and the server starts from it.
+func TestTrainRebuildMatchesServedState(t *testing.T) {
+	cfg := defaultServeConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.Demo = true
+	logger := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+	n, err := openNode(ctx, cfg, logger)
+	require.NoError(t, err)
+	require.NoError(t, loadDemo(ctx, n, cfg, logger))
+	applied := n.engine.Applied()
+	before := recs(t, n.api.Handler(), "u5")
+	n.close()
+
+	res, err := rebuild(ctx, cfg.DataDir, features.DefaultConfig())
+	require.NoError(t, err)
+	assert.Equal(t, int(applied), res.records)
+	assert.Equal(t, applied, res.info.Offset)
+
+	n, err = openNode(ctx, cfg, logger)
+	require.NoError(t, err)
+	defer n.close()
+	assert.Equal(t, applied, n.engine.Applied())
+	assert.Equal(t, before, recs(t, n.api.Handler(), "u5"))
 }

@@ -1,0 +1,5 @@
+// Package api owns Ripple's HTTP API v1: routing, handlers and middleware
+// (request ids, recovery, metrics, body limits, deadlines). Handlers talk to
+// the write path and the recommendation pipeline through small interfaces
+// and never see storage details.
+package api

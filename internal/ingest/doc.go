@@ -1,0 +1,5 @@
+// Package ingest owns the write path of one Ripple node: deduplicate event
+// ids, append durably to the event log, apply the log to the feature engine
+// in order, wait until a caller's own records are applied (read-your-writes),
+// and snapshot the state with the offset it includes.
+package ingest
