@@ -202,3 +202,25 @@ func TestReadFileLongLine(t *testing.T) {
 		t.Fatalf("long line not read intact")
 	}
 }
+
+func TestFormatFromName(t *testing.T) {
+	tests := map[string]string{
+		"events.ndjson":            FormatNDJSON,
+		"/data/Events.JSONL":       FormatNDJSON,
+		"ml-100k/u.data":           FormatMovieLens,
+		`C:\ml-latest\ratings.csv`: FormatMovieLens,
+		"RATINGS.CSV":              FormatMovieLens,
+		"clicks.csv":               FormatCSV,
+		"dir.csv/clicks.tsv":       "",
+		"sessions.txt":             FormatSeq,
+		"u.data.bak":               "",
+		"noext":                    "",
+		"":                         "",
+		"dir/":                     "",
+	}
+	for name, want := range tests {
+		if got := FormatFromName(name); got != want {
+			t.Errorf("FormatFromName(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

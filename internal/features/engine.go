@@ -27,6 +27,11 @@ type Engine struct {
 	applied atomic.Uint64 // log offset applied up to
 
 	trend trendIndex
+
+	// catNames holds one copy of each category name, used by every item
+	// meta, so users' category maps compare keys by pointer. Only the
+	// applying (or restoring) goroutine touches it.
+	catNames map[string]string
 }
 
 type winSpec struct {
@@ -63,7 +68,11 @@ type userRow struct {
 }
 
 type itemRow struct {
-	mu      sync.Mutex
+	mu sync.Mutex
+	// id is the items map's copy of the key. Apply keys everything about
+	// the item (last_n, sessions, affinity, co-visitation) with it, so map
+	// lookups compare ids by pointer and one copy of each id stays in memory.
+	id      string
 	updated int64
 	meta    *itemMeta
 	windows []ring
@@ -90,7 +99,7 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 	if now == nil {
 		now = time.Now
 	}
-	e := &Engine{cfg: cfg, now: now, users: store.NewMap[userRow](), items: store.NewMap[itemRow]()}
+	e := &Engine{cfg: cfg, now: now, users: store.NewMap[userRow](), items: store.NewMap[itemRow](), catNames: map[string]string{}}
 	e.c.lateness = time.Duration(cfg.Lateness).Milliseconds()
 	for i := range cfg.Features {
 		s := &cfg.Features[i]
@@ -135,10 +144,17 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 // Config returns the engine's feature configuration.
 func (e *Engine) Config() *Config { return e.cfg }
 
+// newRings carves every ring of a row out of one allocation: a row's
+// windows are updated together, so they should share cache lines and pages.
 func newRings(ws []winSpec) []ring {
+	n := 0
+	for _, w := range ws {
+		n += w.spec.Buckets
+	}
+	vals := make([]float64, n)
 	r := make([]ring, len(ws))
 	for i, w := range ws {
-		r[i].vals = make([]float64, w.spec.Buckets)
+		r[i].vals, vals = vals[:w.spec.Buckets:w.spec.Buckets], vals[w.spec.Buckets:]
 	}
 	return r
 }
@@ -149,6 +165,16 @@ func (e *Engine) newUser() *userRow {
 
 func (e *Engine) newItem() *itemRow {
 	return &itemRow{windows: newRings(e.c.itemWin), recency: make([]int64, len(e.c.itemRec))}
+}
+
+// item returns id's row, creating it. Only the applying goroutine creates
+// rows or reads id, so setting it outside the row lock is safe.
+func (e *Engine) item(id string) *itemRow {
+	it := e.items.GetOrCreate(id, e.newItem)
+	if it.id == "" {
+		it.id = id
+	}
+	return it
 }
 
 func matches(filter []string, typ string) bool {
@@ -225,19 +251,24 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 	if ev.TS > e.clock.Load() {
 		e.clock.Store(ev.TS)
 	}
+	// The item row is needed below anyway; one lookup serves both.
+	it := e.item(ev.Item)
+	item := it.id
 	var cats []string
 	if e.c.userCat != nil {
-		if it := e.items.Get(ev.Item); it != nil {
-			it.mu.Lock()
-			if it.meta != nil {
-				cats = it.meta.categories // replaced, never mutated: safe to keep
-			}
-			it.mu.Unlock()
+		it.mu.Lock()
+		if it.meta != nil {
+			cats = it.meta.categories // replaced, never mutated: safe to keep
 		}
+		it.mu.Unlock()
 	}
 
 	// Previous items paired with this one for co-visitation, newest first.
-	var prevBuf [8]ItemAt
+	type prevItem struct {
+		ItemAt
+		row *itemRow
+	}
+	var prevBuf [8]prevItem
 	prev := prevBuf[:0]
 
 	u := e.users.GetOrCreate(ev.User, e.newUser)
@@ -258,27 +289,27 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 		}
 	}
 	if s := e.c.session; s != nil {
-		u.session.add(ev.Session, ev.Item, ev.TS, time.Duration(s.Gap).Milliseconds(), s.N)
+		u.session.add(ev.Session, item, ev.TS, time.Duration(s.Gap).Milliseconds(), s.N)
 	}
 	if cv := e.c.covis; cv != nil {
 		gap := time.Duration(cv.Gap).Milliseconds()
-		u.last.recentFirst(func(p ItemAt) bool {
+		u.last.recentFirst(func(p ItemAt, row *itemRow) bool {
 			if len(prev) >= cv.Distance || len(prev) == cap(prevBuf) || ev.TS-p.TS > gap {
 				return false
 			}
-			prev = append(prev, p)
+			prev = append(prev, prevItem{p, row})
 			return true
 		})
 	}
-	u.last.push(ItemAt{Item: ev.Item, TS: ev.TS, Type: ev.Type}, e.c.lastN.N)
+	u.last.push(ItemAt{Item: item, TS: ev.TS, Type: ev.Type}, it, e.c.lastN.N)
 	if s := e.c.userItem; s != nil {
 		if u.items == nil {
 			u.items = make(map[string]*decayed, 8)
 		}
-		d := u.items[ev.Item]
+		d := u.items[item]
 		if d == nil {
 			d = &decayed{}
-			u.items[ev.Item] = d
+			u.items[item] = d
 		}
 		d.add(weight(s, ev), ev.TS, halfLife(s))
 	}
@@ -298,7 +329,6 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 	}
 	u.mu.Unlock()
 
-	it := e.items.GetOrCreate(ev.Item, e.newItem)
 	it.mu.Lock()
 	it.updated = wall
 	if !late {
@@ -317,15 +347,18 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 	if cv := e.c.covis; cv != nil && len(prev) > 0 {
 		w := weight(cv, ev)
 		for d, p := range prev {
-			if p.Item == ev.Item {
+			if p.Item == item {
 				continue
 			}
 			v := w / float64(d+1)
-			// Forward (p then ev.Item) is the signal for "what comes next";
+			// Forward (p then item) is the signal for "what comes next";
 			// the backward edge is weaker but helps sparse catalogues.
-			pr := e.items.GetOrCreate(p.Item, e.newItem)
+			pr := p.row
+			if pr == nil {
+				pr = e.item(p.Item)
+			}
 			pr.mu.Lock()
-			pr.covis.add(ev.Item, v, cv.N)
+			pr.covis.add(item, v, cv.N)
 			pr.updated = wall
 			pr.mu.Unlock()
 			it.mu.Lock()
@@ -342,15 +375,32 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 	}
 }
 
+// categories copies cats using the shared copy of each name.
+func (e *Engine) categories(cats []string) []string {
+	if len(cats) == 0 {
+		return nil
+	}
+	out := make([]string, len(cats))
+	for i, c := range cats {
+		name, ok := e.catNames[c]
+		if !ok {
+			name = c
+			e.catNames[c] = c
+		}
+		out[i] = name
+	}
+	return out
+}
+
 // backwardWeight scales the item→previous-item edge of co-visitation.
 const backwardWeight = 0.5
 
 func halfLife(s *Spec) float64 { return float64(time.Duration(s.HalfLife).Milliseconds()) }
 
 func (e *Engine) applyItem(m *event.Item, wall int64) {
-	it := e.items.GetOrCreate(m.ID, e.newItem)
+	it := e.item(m.ID)
 	it.mu.Lock()
-	it.meta = &itemMeta{categories: append([]string(nil), m.Categories...), attributes: m.Attributes, hidden: m.Hidden}
+	it.meta = &itemMeta{categories: e.categories(m.Categories), attributes: m.Attributes, hidden: m.Hidden}
 	it.updated = wall
 	it.mu.Unlock()
 	e.trend.invalidate()

@@ -35,7 +35,7 @@ func (e *Engine) User(id string, maxRecent int) UserView {
 	defer u.mu.Unlock()
 	v := UserView{Exists: true, ComputedAt: u.updated, Events: len(u.items)}
 	v.Recent = make([]ItemAt, 0, min(maxRecent, len(u.last.items)))
-	u.last.recentFirst(func(it ItemAt) bool {
+	u.last.recentFirst(func(it ItemAt, _ *itemRow) bool {
 		if len(v.Recent) >= maxRecent {
 			return false
 		}
@@ -260,7 +260,7 @@ func (e *Engine) Values(entity, id string) (v Values, ok bool) {
 	v.Features = map[string]Value{}
 	put := func(s *Spec, val any, computed int64, isDefault bool) {
 		if s.TTL > 0 && computed > 0 && wall-computed > time.Duration(s.TTL).Milliseconds() {
-			val, isDefault = s.Default, true
+			val, isDefault = defaultOf(s), true
 		}
 		v.Features[s.Name] = Value{Value: val, ComputedAt: computed, Default: isDefault}
 	}

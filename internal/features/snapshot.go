@@ -89,8 +89,9 @@ func (e *Engine) Restore(key, val []byte) error {
 		e.users.Put(string(key[1:]), u)
 	case snapItem:
 		it := e.newItem()
+		it.id = string(key[1:])
 		e.decodeItem(&d, it)
-		e.items.Put(string(key[1:]), it)
+		e.items.Put(it.id, it)
 	default:
 		return errSnapshot
 	}
@@ -236,7 +237,13 @@ func (e *Engine) decodeUser(d *wire.Decoder, u *userRow) {
 	}
 	n = d.Count(1 << 16)
 	for i := 0; i < n; i++ {
-		u.last.push(ItemAt{Item: d.String(), TS: d.Varint(), Type: d.String()}, e.c.lastN.N)
+		// Items sort before users, so their rows are usually restored already.
+		it := ItemAt{Item: d.String(), TS: d.Varint(), Type: d.String()}
+		row := e.items.Get(it.Item)
+		if row != nil {
+			it.Item = row.id
+		}
+		u.last.push(it, row, e.c.lastN.N)
 	}
 	u.items = decodeDecayedMap(d)
 	u.cats = decodeDecayedMap(d)
@@ -273,6 +280,7 @@ func (e *Engine) decodeItem(d *wire.Decoder, it *itemRow) {
 		for i := 0; i < n; i++ {
 			m.categories = append(m.categories, d.String())
 		}
+		m.categories = e.categories(m.categories)
 		m.attributes = d.StringMap(1 << 10)
 		m.hidden = d.Bool()
 		it.meta = m

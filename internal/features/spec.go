@@ -4,7 +4,9 @@ import (
 	"bytes"
 	_ "embed"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -49,9 +51,10 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // ParseDuration extends time.ParseDuration with a "d" (24h) unit.
 func ParseDuration(s string) (time.Duration, error) {
 	if n := len(s); n > 1 && s[n-1] == 'd' {
-		var days float64
-		if _, err := fmt.Sscanf(s[:n-1], "%g", &days); err != nil {
-			return 0, fmt.Errorf("duration %q: %w", s, err)
+		// Sscanf would stop at the first non-number and read "1hd" as 1d.
+		days, err := strconv.ParseFloat(s[:n-1], 64)
+		if err != nil || math.IsNaN(days) || math.IsInf(days, 0) {
+			return 0, fmt.Errorf("duration %q: days must be a number", s)
 		}
 		return time.Duration(days * float64(24*time.Hour)), nil
 	}
@@ -185,6 +188,9 @@ func (c *Config) validate() error {
 			}
 			if s.N == 0 {
 				s.N = 20
+			}
+			if s.N < 0 {
+				return fmt.Errorf("feature %q: n must be > 0", s.Name)
 			}
 		case KindLastN:
 			if s.N <= 0 || s.N > 1000 {

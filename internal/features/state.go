@@ -1,8 +1,10 @@
 package features
 
 import (
+	"cmp"
 	"math"
-	"sort"
+	"slices"
+	"strings"
 )
 
 // ring is a sliding event-time window of fixed-width buckets. Bucket b holds
@@ -24,14 +26,25 @@ func (r *ring) add(bucket int64, v float64) {
 			clear(r.vals)
 		} else {
 			for b := r.latest + 1; b <= bucket; b++ {
-				r.vals[b%n] = 0
+				r.vals[r.slot(b)] = 0
 			}
 		}
 		r.latest = bucket
 	case bucket <= r.latest-n:
 		return // older than the window: already expired
 	}
-	r.vals[bucket%n] += v
+	r.vals[r.slot(bucket)] += v
+}
+
+// slot is b mod len, never negative: a fresh engine reads at clock 0, so
+// the window's lower buckets are negative, and Go's % keeps the sign.
+func (r *ring) slot(b int64) int64 {
+	n := int64(len(r.vals))
+	s := b % n
+	if s < 0 {
+		s += n
+	}
+	return s
 }
 
 // sum over buckets (now-len, now].
@@ -41,7 +54,7 @@ func (r *ring) sum(now int64) float64 {
 	hi := min(r.latest, now)
 	s := 0.0
 	for b := lo; b <= hi; b++ {
-		s += r.vals[b%n]
+		s += r.vals[r.slot(b)]
 	}
 	return s
 }
@@ -102,15 +115,20 @@ type ItemAt struct {
 // when read.
 type lastN struct {
 	items []ItemAt
-	next  int // write position once full
+	// rows[i] is items[i]'s row (nil after a restore), so co-visitation
+	// reaches previous items without a map lookup each.
+	rows []*itemRow
+	next int // write position once full
 }
 
-func (l *lastN) push(it ItemAt, n int) {
+func (l *lastN) push(it ItemAt, row *itemRow, n int) {
 	if len(l.items) < n {
 		l.items = append(l.items, it)
+		l.rows = append(l.rows, row)
 		return
 	}
 	l.items[l.next] = it
+	l.rows[l.next] = row
 	l.next = (l.next + 1) % n
 }
 
@@ -122,11 +140,11 @@ func (l *lastN) list() []ItemAt {
 }
 
 // recentFirst calls fn from newest to oldest until it returns false.
-func (l *lastN) recentFirst(fn func(ItemAt) bool) {
+func (l *lastN) recentFirst(fn func(ItemAt, *itemRow) bool) {
 	n := len(l.items)
 	for i := 0; i < n; i++ {
 		idx := (l.next - 1 - i + 2*n) % n
-		if !fn(l.items[idx]) {
+		if !fn(l.items[idx], l.rows[idx]) {
 			return
 		}
 	}
@@ -185,12 +203,39 @@ func (c *covis) add(item string, v float64, cap int) {
 	}
 }
 
+// prune keeps the cap strongest neighbours, ties going to the smaller id as
+// in sortedView. Only weights are sorted; ids are compared only among the
+// ties at the cut, which keeps pruning cheap on the apply path.
 func (c *covis) prune(cap int) {
-	all := c.sortedView()
-	for _, n := range all[cap:] {
-		delete(c.w, n.Item)
+	ws := make([]float64, 0, len(c.w))
+	for _, w := range c.w {
+		ws = append(ws, w)
 	}
-	c.sorted = all[:cap:cap]
+	slices.Sort(ws)
+	cut := ws[len(ws)-cap] // the weakest weight kept
+	keepTies := 0
+	for _, w := range ws[len(ws)-cap:] {
+		if w != cut {
+			break
+		}
+		keepTies++
+	}
+	var ties []string
+	for k, w := range c.w {
+		switch {
+		case w < cut:
+			delete(c.w, k)
+		case w == cut:
+			ties = append(ties, k)
+		}
+	}
+	if len(ties) > keepTies {
+		slices.Sort(ties)
+		for _, k := range ties[keepTies:] {
+			delete(c.w, k)
+		}
+	}
+	c.dirty = true
 }
 
 // sortedView returns neighbours by weight desc, ties by item id so results
@@ -199,15 +244,17 @@ func (c *covis) sortedView() []Neighbor {
 	if !c.dirty && c.sorted != nil {
 		return c.sorted
 	}
-	out := make([]Neighbor, 0, len(c.w))
+	// Readers copy what they return, so the previous view's array is free
+	// to reuse: pruning rebuilds it every cap insertions.
+	out := slices.Grow(c.sorted[:0], len(c.w))
 	for k, v := range c.w {
 		out = append(out, Neighbor{k, v})
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Weight != out[j].Weight {
-			return out[i].Weight > out[j].Weight
+	slices.SortFunc(out, func(a, b Neighbor) int {
+		if c := cmp.Compare(b.Weight, a.Weight); c != 0 {
+			return c
 		}
-		return out[i].Item < out[j].Item
+		return strings.Compare(a.Item, b.Item)
 	})
 	c.sorted, c.dirty = out, false
 	return out

@@ -63,10 +63,16 @@ type Decoder struct {
 	Err bool
 }
 
+// fail drops the unread input, so every later read fails too.
+func (d *Decoder) fail() {
+	d.Err = true
+	d.B = nil
+}
+
 // Byte reads one byte.
 func (d *Decoder) Byte() byte {
 	if len(d.B) < 1 {
-		d.Err = true
+		d.fail()
 		return 0
 	}
 	c := d.B[0]
@@ -81,7 +87,7 @@ func (d *Decoder) Bool() bool { return d.Byte() == 1 }
 func (d *Decoder) Uvarint() uint64 {
 	v, n := binary.Uvarint(d.B)
 	if n <= 0 {
-		d.Err = true
+		d.fail()
 		return 0
 	}
 	d.B = d.B[n:]
@@ -92,7 +98,7 @@ func (d *Decoder) Uvarint() uint64 {
 func (d *Decoder) Varint() int64 {
 	v, n := binary.Varint(d.B)
 	if n <= 0 {
-		d.Err = true
+		d.fail()
 		return 0
 	}
 	d.B = d.B[n:]
@@ -102,7 +108,7 @@ func (d *Decoder) Varint() int64 {
 // Float reads a float64.
 func (d *Decoder) Float() float64 {
 	if len(d.B) < 8 {
-		d.Err = true
+		d.fail()
 		return 0
 	}
 	v := binary.LittleEndian.Uint64(d.B)
@@ -114,7 +120,7 @@ func (d *Decoder) Float() float64 {
 func (d *Decoder) Raw() []byte {
 	n := d.Uvarint()
 	if d.Err || n > uint64(len(d.B)) {
-		d.Err = true
+		d.fail()
 		return nil
 	}
 	v := d.B[:n]
@@ -139,7 +145,7 @@ func (d *Decoder) Bytes() []byte {
 func (d *Decoder) Count(limit int) int {
 	n := d.Uvarint()
 	if n > uint64(limit) || n > uint64(len(d.B)) {
-		d.Err = true
+		d.fail()
 		return 0
 	}
 	return int(n)
