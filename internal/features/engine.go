@@ -144,17 +144,10 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 // Config returns the engine's feature configuration.
 func (e *Engine) Config() *Config { return e.cfg }
 
-// newRings carves every ring of a row out of one allocation: a row's
-// windows are updated together, so they should share cache lines and pages.
 func newRings(ws []winSpec) []ring {
-	n := 0
-	for _, w := range ws {
-		n += w.spec.Buckets
-	}
-	vals := make([]float64, n)
 	r := make([]ring, len(ws))
 	for i, w := range ws {
-		r[i].vals, vals = vals[:w.spec.Buckets:w.spec.Buckets], vals[w.spec.Buckets:]
+		r[i] = newRing(w.spec.Buckets)
 	}
 	return r
 }

@@ -18,7 +18,7 @@ const (
 	snapMeta   = '0' // sorts before every other key: checked first on restore
 )
 
-const snapVersion = 1
+const snapVersion = 2
 
 var errSnapshot = errors.New("features: corrupt snapshot entry")
 
@@ -117,10 +117,10 @@ func (e *Engine) fingerprint() string {
 func appendRings(buf []byte, rings []ring) []byte {
 	buf = wire.AppendUvarint(buf, uint64(len(rings)))
 	for _, r := range rings {
-		buf = wire.AppendVarint(buf, r.latest)
-		buf = wire.AppendUvarint(buf, uint64(len(r.vals)))
-		for _, v := range r.vals {
-			buf = wire.AppendFloat(buf, v)
+		buf = wire.AppendUvarint(buf, uint64(len(r.b)))
+		for _, b := range r.b {
+			buf = wire.AppendVarint(buf, b.idx)
+			buf = wire.AppendFloat(buf, b.v)
 		}
 	}
 	return buf
@@ -132,13 +132,15 @@ func decodeRings(d *wire.Decoder, rings []ring) {
 		return
 	}
 	for i := range rings {
-		rings[i].latest = d.Varint()
-		if n := d.Count(1 << 16); n != len(rings[i].vals) {
-			d.Err = true
-			return
-		}
-		for j := range rings[i].vals {
-			rings[i].vals[j] = d.Float()
+		n := d.Count(int(rings[i].n))
+		rings[i].b = make([]bucket, 0, n)
+		for j := 0; j < n && !d.Err; j++ {
+			idx := d.Varint()
+			if j > 0 && idx <= rings[i].b[j-1].idx {
+				d.Err = true // buckets are stored strictly ascending
+				return
+			}
+			rings[i].b = append(rings[i].b, bucket{idx, d.Float()})
 		}
 	}
 }

@@ -7,65 +7,66 @@ import (
 	"strings"
 )
 
-// ring is a sliding event-time window of fixed-width buckets. Bucket b holds
-// events with ts/width == b; slot b%len. Because a bucket's contents do not
-// depend on arrival order, applying the same events in any order yields the
-// same ring: the property that lets partitions merge item counters.
+// ring is a sliding event-time window of n fixed-width buckets. Bucket b
+// holds events with ts/width == b; the valid buckets are (latest-n, latest].
+// Only non-empty buckets are stored, sorted by index: most entities see few
+// events per window, so a sparse ring is a fraction of a dense one's memory
+// and cache footprint. A bucket's contents do not depend on arrival order,
+// so applying the same events in any order yields the same ring: the
+// property that lets partitions merge item counters.
 type ring struct {
-	latest int64 // newest bucket index seen; valid buckets: (latest-len, latest]
-	vals   []float64
+	n int64
+	b []bucket
 }
 
-func (r *ring) add(bucket int64, v float64) {
-	n := int64(len(r.vals))
+type bucket struct {
+	idx int64
+	v   float64
+}
+
+func newRing(n int) ring { return ring{n: int64(n)} }
+
+func (r *ring) add(idx int64, v float64) {
+	k := len(r.b)
+	if k == 0 {
+		r.b = append(r.b, bucket{idx, v})
+		return
+	}
+	latest := r.b[k-1].idx
 	switch {
-	case r.latest == 0 && allZero(r.vals):
-		r.latest = bucket
-	case bucket > r.latest:
-		if bucket-r.latest >= n {
-			clear(r.vals)
-		} else {
-			for b := r.latest + 1; b <= bucket; b++ {
-				r.vals[r.slot(b)] = 0
-			}
+	case idx > latest:
+		cut := 0
+		for cut < k && r.b[cut].idx <= idx-r.n {
+			cut++
 		}
-		r.latest = bucket
-	case bucket <= r.latest-n:
-		return // older than the window: already expired
+		if cut > 0 {
+			r.b = append(r.b[:0], r.b[cut:]...)
+		}
+		r.b = append(r.b, bucket{idx, v})
+	case idx <= latest-r.n:
+		// older than the window: already expired
+	default:
+		i := k - 1
+		for i >= 0 && r.b[i].idx > idx {
+			i--
+		}
+		if i >= 0 && r.b[i].idx == idx {
+			r.b[i].v += v
+			return
+		}
+		r.b = slices.Insert(r.b, i+1, bucket{idx, v})
 	}
-	r.vals[r.slot(bucket)] += v
 }
 
-// slot is b mod len, never negative: a fresh engine reads at clock 0, so
-// the window's lower buckets are negative, and Go's % keeps the sign.
-func (r *ring) slot(b int64) int64 {
-	n := int64(len(r.vals))
-	s := b % n
-	if s < 0 {
-		s += n
-	}
-	return s
-}
-
-// sum over buckets (now-len, now].
+// sum over buckets (now-n, now].
 func (r *ring) sum(now int64) float64 {
-	n := int64(len(r.vals))
-	lo := max(r.latest-n+1, now-n+1)
-	hi := min(r.latest, now)
 	s := 0.0
-	for b := lo; b <= hi; b++ {
-		s += r.vals[r.slot(b)]
-	}
-	return s
-}
-
-func allZero(v []float64) bool {
-	for _, x := range v {
-		if x != 0 {
-			return false
+	for _, x := range r.b {
+		if x.idx > now-r.n && x.idx <= now {
+			s += x.v
 		}
 	}
-	return true
+	return s
 }
 
 // decayed is an exponentially decayed weight: w as of time t.

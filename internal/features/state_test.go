@@ -54,7 +54,7 @@ func TestRingWindowEdges(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := ring{vals: make([]float64, tc.n)}
+			r := newRing(tc.n)
 			for i, o := range tc.ops {
 				if o.add {
 					r.add(o.bucket, o.v)
@@ -73,7 +73,7 @@ func TestRingWindowEdges(t *testing.T) {
 func TestRingReadUntouched(t *testing.T) {
 	for _, n := range []int{1, 4, 60} {
 		for _, now := range []int64{0, 1, 3, 59, 60, 1 << 40} {
-			r := ring{vals: make([]float64, n)}
+			r := newRing(n)
 			if got := r.sum(now); got != 0 {
 				t.Fatalf("n=%d: sum(%d) = %v", n, now, got)
 			}
@@ -99,7 +99,7 @@ func TestRingOrderIndependence(t *testing.T) {
 		}
 		var ref ring
 		for perm := 0; perm < 6; perm++ {
-			r := ring{vals: make([]float64, n)}
+			r := newRing(n)
 			for _, a := range adds {
 				r.add(a.b, a.v)
 			}
