@@ -192,17 +192,8 @@ func (d *Dataset) Split(s Split) (*Holdout, error) {
 
 // InferFormat guesses a dataset's format from its file name.
 func InferFormat(path string) (string, error) {
-	base := strings.ToLower(filepath.Base(path))
-	slash := filepath.ToSlash(path)
-	switch {
-	case base == "u.data" || base == "ratings.csv" || base == "ratings.dat":
-		return event.FormatMovieLens, nil
-	case strings.HasSuffix(base, ".txt") && strings.Contains(slash, "amazon-seq"):
-		return event.FormatSeq, nil
-	case strings.HasSuffix(base, ".ndjson") || strings.HasSuffix(base, ".jsonl"):
-		return event.FormatNDJSON, nil
-	case strings.HasSuffix(base, ".csv"):
-		return event.FormatCSV, nil
+	if f := event.FormatFromName(path); f != "" {
+		return f, nil
 	}
 	return "", fmt.Errorf("cannot infer the format of %s: pass --format (%s)", path, strings.Join(event.Formats, ", "))
 }

@@ -174,18 +174,20 @@ func readCSV(r io.Reader, fn func(*Interaction) error) error {
 	}
 }
 
-// FormatFromName guesses a file's format from its name: .ndjson/.jsonl →
-// ndjson, u.data and ratings.csv → movielens, other .csv → csv, .txt → seq.
+// FormatFromName guesses a file's format from its name, or returns "":
+// .ndjson/.jsonl → ndjson; u.data, ratings.csv, ratings.dat → movielens;
+// other .csv → csv; .seq, or .txt inside an amazon-seq folder → seq.
 func FormatFromName(path string) string {
-	base := strings.ToLower(path[strings.LastIndexAny(path, `/\`)+1:])
+	slash := strings.ReplaceAll(path, `\`, "/")
+	base := strings.ToLower(slash[strings.LastIndex(slash, "/")+1:])
 	switch {
 	case strings.HasSuffix(base, ".ndjson"), strings.HasSuffix(base, ".jsonl"):
 		return FormatNDJSON
-	case base == "u.data", base == "ratings.csv":
+	case base == "u.data", base == "ratings.csv", base == "ratings.dat":
 		return FormatMovieLens
 	case strings.HasSuffix(base, ".csv"):
 		return FormatCSV
-	case strings.HasSuffix(base, ".txt"):
+	case strings.HasSuffix(base, ".seq"), strings.HasSuffix(base, ".txt") && strings.Contains(slash, "amazon-seq/"):
 		return FormatSeq
 	}
 	return ""
