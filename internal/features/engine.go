@@ -20,7 +20,7 @@ type Engine struct {
 	late atomic.Int64 // events beyond lateness, excluded from windows
 
 	users  *store.Map[userRow]
-	items  *store.Map[itemRow]
+	items  *store.Map[itemRow] // readers' id → row
 	global globalRow
 
 	clock   atomic.Int64  // newest event time applied (unix ms)
@@ -28,14 +28,51 @@ type Engine struct {
 
 	trend trendIndex
 
-	// catNames holds one copy of each category name, used by every item
-	// meta, so users' category maps compare keys by pointer. Only the
-	// applying (or restoring) goroutine touches it.
-	catNames map[string]string
+	// Items, event types and categories get dense indices on first sight,
+	// so state about them is keyed by uint32, not string: map lookups are
+	// cheap and rows hold no pointers for the GC to scan. Indices depend on
+	// the order names were first seen, so nothing observable (snapshots,
+	// orderings, ties) may depend on them. Only the applying (or restoring)
+	// goroutine adds entries.
+	itemIdx table[*itemRow]
+	types   table[*typeInfo]
+	cats    table[string]
+	pruner  pruner
+}
+
+// table interns names in first-seen order. The applier looks names up in
+// idx and reads vals; readers translate indices through the published
+// slice, which only grows. An index a reader finds in a row (under the row's
+// lock, which the applier took after publishing) is always within it.
+type table[V any] struct {
+	idx  map[string]uint32
+	vals []V
+	pub  atomic.Pointer[[]V]
+}
+
+func (t *table[V]) add(name string, v V) uint32 {
+	if t.idx == nil {
+		t.idx = make(map[string]uint32)
+	}
+	i := uint32(len(t.vals))
+	t.vals = append(t.vals, v)
+	t.idx[name] = i
+	pub := t.vals
+	t.pub.Store(&pub)
+	return i
+}
+
+// load is the readers' view.
+func (t *table[V]) load() []V {
+	if p := t.pub.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 type winSpec struct {
 	spec   *Spec
+	n      int64 // buckets
 	width  int64
 	filter []string
 	sum    bool
@@ -53,36 +90,49 @@ type compiled struct {
 	userItem, userCat           *Spec
 	trending, covis             *Spec
 	lateness                    int64
+	sessionGap, covisGap        int64   // ms
+	hlUserItem, hlUserCat       float64 // half-lives, ms
+	hlTrend                     float64
+}
+
+// typeInfo is what applying an event of one type needs from the specs,
+// worked out once per type instead of once per event.
+type typeInfo struct {
+	name                     string
+	userWin, itemWin, global []bool // matches[i]: window i counts the type
+	userRec, itemRec         []bool
+	wUserItem, wUserCat      float64
+	wTrend, wCovis           float64
+	rating                   bool
 }
 
 type userRow struct {
 	mu      sync.Mutex
 	updated int64 // wall clock of the last apply: computed_at
 	lastTS  int64 // newest event time: the user's lateness watermark
-	windows []ring
+	windows windows
 	recency []int64
 	session session
 	last    lastN
-	items   map[string]*decayed
-	cats    map[string]*decayed
+	items   idxMap[decayed] // by item index
+	cats    idxMap[decayed] // by category index
 }
 
 type itemRow struct {
-	mu sync.Mutex
-	// id is the items map's copy of the key. Apply keys everything about
-	// the item (last_n, sessions, affinity, co-visitation) with it, so map
-	// lookups compare ids by pointer and one copy of each id stays in memory.
-	id      string
+	mu      sync.Mutex
+	id      string // immutable
+	idx     uint32 // immutable
 	updated int64
-	meta    *itemMeta
-	windows []ring
+	meta    *itemMeta // replaced, never mutated; only the applier writes it
+	windows windows
 	recency []int64
 	trend   decayed
 	covis   covis
 }
 
 type itemMeta struct {
-	categories []string
+	categories []string // one shared copy of each name
+	catIdx     []uint32 // the categories' indices
 	attributes map[string]string
 	hidden     bool
 }
@@ -90,7 +140,7 @@ type itemMeta struct {
 type globalRow struct {
 	mu      sync.Mutex
 	updated int64
-	windows []ring
+	windows windows
 }
 
 // NewEngine builds an engine for cfg. now is the wall clock used for
@@ -99,13 +149,14 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 	if now == nil {
 		now = time.Now
 	}
-	e := &Engine{cfg: cfg, now: now, users: store.NewMap[userRow](), items: store.NewMap[itemRow](), catNames: map[string]string{}}
+	e := &Engine{cfg: cfg, now: now, users: store.NewMap[userRow](), items: store.NewMap[itemRow]()}
+	e.pruner.items = &e.itemIdx
 	e.c.lateness = time.Duration(cfg.Lateness).Milliseconds()
 	for i := range cfg.Features {
 		s := &cfg.Features[i]
 		switch s.Kind {
 		case KindWindowCount, KindWindowSum:
-			w := winSpec{spec: s, width: max(1, time.Duration(s.Window).Milliseconds()/int64(s.Buckets)), filter: s.Events, sum: s.Kind == KindWindowSum}
+			w := winSpec{spec: s, n: int64(s.Buckets), width: max(1, time.Duration(s.Window).Milliseconds()/int64(s.Buckets)), filter: s.Events, sum: s.Kind == KindWindowSum}
 			switch s.Scope {
 			case ScopeUser:
 				e.c.userWin = append(e.c.userWin, w)
@@ -123,51 +174,91 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 			}
 		case KindSession:
 			e.c.session = s
+			e.c.sessionGap = time.Duration(s.Gap).Milliseconds()
 		case KindLastN:
 			e.c.lastN = s
 		case KindAffinity:
 			if s.Scope == ScopeUserItem {
 				e.c.userItem = s
+				e.c.hlUserItem = halfLife(s)
 			} else {
 				e.c.userCat = s
+				e.c.hlUserCat = halfLife(s)
 			}
 		case KindTrending:
 			e.c.trending = s
+			e.c.hlTrend = halfLife(s)
 		case KindCovisitation:
 			e.c.covis = s
+			e.c.covisGap = time.Duration(s.Gap).Milliseconds()
 		}
 	}
-	e.global.windows = newRings(e.c.globalWin)
+	e.global.windows = newWindows(len(e.c.globalWin))
 	return e
 }
 
 // Config returns the engine's feature configuration.
 func (e *Engine) Config() *Config { return e.cfg }
 
-func newRings(ws []winSpec) []ring {
-	r := make([]ring, len(ws))
-	for i, w := range ws {
-		r[i] = newRing(w.spec.Buckets)
-	}
-	return r
-}
-
 func (e *Engine) newUser() *userRow {
-	return &userRow{windows: newRings(e.c.userWin), recency: make([]int64, len(e.c.userRec))}
+	return &userRow{windows: newWindows(len(e.c.userWin)), recency: make([]int64, len(e.c.userRec))}
 }
 
-func (e *Engine) newItem() *itemRow {
-	return &itemRow{windows: newRings(e.c.itemWin), recency: make([]int64, len(e.c.itemRec))}
-}
-
-// item returns id's row, creating it. Only the applying goroutine creates
-// rows or reads id, so setting it outside the row lock is safe.
+// item returns id's row, creating it. Only the applying goroutine calls it.
 func (e *Engine) item(id string) *itemRow {
-	it := e.items.GetOrCreate(id, e.newItem)
-	if it.id == "" {
-		it.id = id
+	if i, ok := e.itemIdx.idx[id]; ok {
+		return e.itemIdx.vals[i]
 	}
+	it := &itemRow{id: id, idx: uint32(len(e.itemIdx.vals)), windows: newWindows(len(e.c.itemWin)), recency: make([]int64, len(e.c.itemRec))}
+	e.itemIdx.add(id, it)
+	e.items.Put(id, it)
 	return it
+}
+
+// typeOf returns the event type's index and compiled info, creating them.
+func (e *Engine) typeOf(name string) (uint32, *typeInfo) {
+	if i, ok := e.types.idx[name]; ok {
+		return i, e.types.vals[i]
+	}
+	win := func(ws []winSpec) []bool {
+		m := make([]bool, len(ws))
+		for i := range ws {
+			m[i] = matches(ws[i].filter, name)
+		}
+		return m
+	}
+	rec := func(rs []recSpec) []bool {
+		m := make([]bool, len(rs))
+		for i := range rs {
+			m[i] = matches(rs[i].filter, name)
+		}
+		return m
+	}
+	w := func(s *Spec) float64 {
+		if s == nil {
+			return 0
+		}
+		if w, ok := s.Weights[name]; ok {
+			return w
+		}
+		return 1
+	}
+	ti := &typeInfo{
+		name:    name,
+		userWin: win(e.c.userWin), itemWin: win(e.c.itemWin), global: win(e.c.globalWin),
+		userRec: rec(e.c.userRec), itemRec: rec(e.c.itemRec),
+		wUserItem: w(e.c.userItem), wUserCat: w(e.c.userCat), wTrend: w(e.c.trending), wCovis: w(e.c.covis),
+		rating: name == "rating",
+	}
+	return e.types.add(name, ti), ti
+}
+
+// category returns the category's index, creating it.
+func (e *Engine) category(name string) uint32 {
+	if i, ok := e.cats.idx[name]; ok {
+		return i
+	}
+	return e.cats.add(name, name)
 }
 
 func matches(filter []string, typ string) bool {
@@ -182,28 +273,25 @@ func matches(filter []string, typ string) bool {
 	return false
 }
 
-func weight(s *Spec, ev *event.Interaction) float64 {
-	w, ok := s.Weights[ev.Type]
-	if !ok {
-		w = 1
-	}
-	if ev.Type == "rating" && ev.Value > 0 {
+// weight is the event's weight given its type's weight w: ratings scale it
+// by their value.
+func (t *typeInfo) weight(w float64, ev *event.Interaction) float64 {
+	if t.rating && ev.Value > 0 {
 		w *= ev.Value / 5
 	}
 	return w
 }
 
-func applyWindows(rings []ring, ws []winSpec, ev *event.Interaction) {
+func applyWindows(w *windows, ws []winSpec, match []bool, ev *event.Interaction) {
 	for i := range ws {
-		w := &ws[i]
-		if !matches(w.filter, ev.Type) {
+		if !match[i] {
 			continue
 		}
 		v := 1.0
-		if w.sum {
+		if ws[i].sum {
 			v = ev.Value
 		}
-		rings[i].add(ev.TS/w.width, v)
+		w.add(ws, i, ev.TS/ws[i].width, v)
 	}
 }
 
@@ -244,24 +332,16 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 	if ev.TS > e.clock.Load() {
 		e.clock.Store(ev.TS)
 	}
-	// The item row is needed below anyway; one lookup serves both.
+	typ, ti := e.typeOf(ev.Type)
 	it := e.item(ev.Item)
-	item := it.id
-	var cats []string
-	if e.c.userCat != nil {
-		it.mu.Lock()
-		if it.meta != nil {
-			cats = it.meta.categories // replaced, never mutated: safe to keep
-		}
-		it.mu.Unlock()
+	item := it.idx
+	var cats []uint32
+	if it.meta != nil {
+		cats = it.meta.catIdx // only the applier writes meta: no lock to read it
 	}
 
 	// Previous items paired with this one for co-visitation, newest first.
-	type prevItem struct {
-		ItemAt
-		row *itemRow
-	}
-	var prevBuf [8]prevItem
+	var prevBuf [8]uint32
 	prev := prevBuf[:0]
 
 	u := e.users.GetOrCreate(ev.User, e.newUser)
@@ -274,115 +354,97 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 	if late {
 		e.late.Add(1)
 	} else {
-		applyWindows(u.windows, e.c.userWin, ev)
+		applyWindows(&u.windows, e.c.userWin, ti.userWin, ev)
 	}
-	for i, r := range e.c.userRec {
-		if matches(r.filter, ev.Type) && ev.TS > u.recency[i] {
+	for i, m := range ti.userRec {
+		if m && ev.TS > u.recency[i] {
 			u.recency[i] = ev.TS
 		}
 	}
 	if s := e.c.session; s != nil {
-		u.session.add(ev.Session, item, ev.TS, time.Duration(s.Gap).Milliseconds(), s.N)
+		u.session.add(ev.Session, item, ev.TS, e.c.sessionGap, s.N)
 	}
 	if cv := e.c.covis; cv != nil {
-		gap := time.Duration(cv.Gap).Milliseconds()
-		u.last.recentFirst(func(p ItemAt, row *itemRow) bool {
-			if len(prev) >= cv.Distance || len(prev) == cap(prevBuf) || ev.TS-p.TS > gap {
-				return false
+		for i := 0; i < len(u.last.items) && len(prev) < cv.Distance && len(prev) < cap(prevBuf); i++ {
+			p := u.last.newest(i)
+			if ev.TS-p.ts > e.c.covisGap {
+				break
 			}
-			prev = append(prev, prevItem{p, row})
-			return true
-		})
+			prev = append(prev, p.item)
+		}
 	}
-	u.last.push(ItemAt{Item: item, TS: ev.TS, Type: ev.Type}, it, e.c.lastN.N)
-	if s := e.c.userItem; s != nil {
-		if u.items == nil {
-			u.items = make(map[string]*decayed, 8)
-		}
-		d := u.items[item]
-		if d == nil {
-			d = &decayed{}
-			u.items[item] = d
-		}
-		d.add(weight(s, ev), ev.TS, halfLife(s))
+	u.last.push(lastItem{ts: ev.TS, item: item, typ: typ}, e.c.lastN.N)
+	if e.c.userItem != nil {
+		u.items.at(item).add(ti.weight(ti.wUserItem, ev), ev.TS, e.c.hlUserItem)
 	}
-	if s := e.c.userCat; s != nil && len(cats) > 0 {
-		if u.cats == nil {
-			u.cats = make(map[string]*decayed, 4)
-		}
-		w := weight(s, ev) / float64(len(cats))
+	if e.c.userCat != nil && len(cats) > 0 {
+		w := ti.weight(ti.wUserCat, ev) / float64(len(cats))
 		for _, c := range cats {
-			d := u.cats[c]
-			if d == nil {
-				d = &decayed{}
-				u.cats[c] = d
-			}
-			d.add(w, ev.TS, halfLife(s))
+			u.cats.at(c).add(w, ev.TS, e.c.hlUserCat)
 		}
 	}
 	u.mu.Unlock()
 
+	rows := e.itemIdx.vals
+	var wCovis float64
+	if e.c.covis != nil {
+		wCovis = ti.weight(ti.wCovis, ev)
+	}
 	it.mu.Lock()
 	it.updated = wall
 	if !late {
-		applyWindows(it.windows, e.c.itemWin, ev)
+		applyWindows(&it.windows, e.c.itemWin, ti.itemWin, ev)
 	}
-	for i, r := range e.c.itemRec {
-		if matches(r.filter, ev.Type) && ev.TS > it.recency[i] {
+	for i, m := range ti.itemRec {
+		if m && ev.TS > it.recency[i] {
 			it.recency[i] = ev.TS
 		}
 	}
-	if s := e.c.trending; s != nil {
-		it.trend.add(weight(s, ev), ev.TS, halfLife(s))
+	if e.c.trending != nil {
+		it.trend.add(ti.weight(ti.wTrend, ev), ev.TS, e.c.hlTrend)
+	}
+	// The backward edge (item → previous item) is weaker but helps sparse
+	// catalogues. Every row still sees its own increments in log order, so
+	// doing them before the forward edges changes nothing.
+	for d, p := range prev {
+		if p != item {
+			it.covis.add(p, wCovis/float64(d+1)*backwardWeight, e.c.covis.N, &e.pruner)
+		}
 	}
 	it.mu.Unlock()
 
-	if cv := e.c.covis; cv != nil && len(prev) > 0 {
-		w := weight(cv, ev)
-		for d, p := range prev {
-			if p.Item == item {
-				continue
-			}
-			v := w / float64(d+1)
-			// Forward (p then item) is the signal for "what comes next";
-			// the backward edge is weaker but helps sparse catalogues.
-			pr := p.row
-			if pr == nil {
-				pr = e.item(p.Item)
-			}
-			pr.mu.Lock()
-			pr.covis.add(item, v, cv.N)
-			pr.updated = wall
-			pr.mu.Unlock()
-			it.mu.Lock()
-			it.covis.add(p.Item, v*backwardWeight, cv.N)
-			it.mu.Unlock()
+	// Forward (previous item then this one) is the signal for "what comes next".
+	for d, p := range prev {
+		if p == item {
+			continue
 		}
+		pr := rows[p]
+		pr.mu.Lock()
+		pr.covis.add(item, wCovis/float64(d+1), e.c.covis.N, &e.pruner)
+		pr.updated = wall
+		pr.mu.Unlock()
 	}
 
 	if len(e.c.globalWin) > 0 && !late {
 		e.global.mu.Lock()
-		applyWindows(e.global.windows, e.c.globalWin, ev)
+		applyWindows(&e.global.windows, e.c.globalWin, ti.global, ev)
 		e.global.updated = wall
 		e.global.mu.Unlock()
 	}
 }
 
-// categories copies cats using the shared copy of each name.
-func (e *Engine) categories(cats []string) []string {
+// categories interns cats: the shared copy of each name, and its index.
+func (e *Engine) categories(cats []string) ([]string, []uint32) {
 	if len(cats) == 0 {
-		return nil
+		return nil, nil
 	}
-	out := make([]string, len(cats))
+	names := make([]string, len(cats))
+	idx := make([]uint32, len(cats))
 	for i, c := range cats {
-		name, ok := e.catNames[c]
-		if !ok {
-			name = c
-			e.catNames[c] = c
-		}
-		out[i] = name
+		idx[i] = e.category(c)
+		names[i] = e.cats.vals[idx[i]]
 	}
-	return out
+	return names, idx
 }
 
 // backwardWeight scales the item→previous-item edge of co-visitation.
@@ -392,8 +454,9 @@ func halfLife(s *Spec) float64 { return float64(time.Duration(s.HalfLife).Millis
 
 func (e *Engine) applyItem(m *event.Item, wall int64) {
 	it := e.item(m.ID)
+	names, idx := e.categories(m.Categories)
 	it.mu.Lock()
-	it.meta = &itemMeta{categories: e.categories(m.Categories), attributes: m.Attributes, hidden: m.Hidden}
+	it.meta = &itemMeta{categories: names, catIdx: idx, attributes: m.Attributes, hidden: m.Hidden}
 	it.updated = wall
 	it.mu.Unlock()
 	e.trend.invalidate()

@@ -2,7 +2,9 @@ package features
 
 import (
 	"encoding/json"
+	"maps"
 	"math"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,7 +92,7 @@ func number(t testing.TB, e *Engine, entity, id, name string) float64 {
 }
 
 func keys[V any](m map[string]V) []string {
-	return sortedKeys(m)
+	return slices.Sorted(maps.Keys(m))
 }
 
 func mustJSON(t testing.TB, v any) string {

@@ -33,25 +33,53 @@ func (e *Engine) User(id string, maxRecent int) UserView {
 	now := e.Clock()
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	v := UserView{Exists: true, ComputedAt: u.updated, Events: len(u.items)}
-	v.Recent = make([]ItemAt, 0, min(maxRecent, len(u.last.items)))
-	u.last.recentFirst(func(it ItemAt, _ *itemRow) bool {
-		if len(v.Recent) >= maxRecent {
-			return false
-		}
-		v.Recent = append(v.Recent, it)
-		return true
-	})
-	v.Session = append([]string(nil), u.session.Items...)
-	if s := e.c.userCat; s != nil && len(u.cats) > 0 {
-		hl := halfLife(s)
-		v.Categories = make([]Scored, 0, len(u.cats))
-		for c, d := range u.cats {
-			v.Categories = append(v.Categories, Scored{c, d.at(now, hl)})
-		}
-		sortScored(v.Categories)
+	v := UserView{Exists: true, ComputedAt: u.updated, Events: u.items.len()}
+	n := min(maxRecent, len(u.last.items))
+	v.Recent = make([]ItemAt, 0, n)
+	rows, types := e.itemIdx.load(), e.types.load()
+	for i := 0; i < n; i++ {
+		v.Recent = append(v.Recent, itemAt(u.last.newest(i), rows, types))
+	}
+	v.Session = sessionItems(&u.session, rows)
+	if s := e.c.userCat; s != nil && u.cats.len() > 0 {
+		v.Categories = scored(&u.cats, e.catName(), now, halfLife(s))
 	}
 	return v
+}
+
+// itemAt translates a last_n entry.
+func itemAt(x lastItem, rows []*itemRow, types []*typeInfo) ItemAt {
+	return ItemAt{Item: rows[x.item].id, TS: x.ts, Type: types[x.typ].name}
+}
+
+// sessionItems copies the session's item ids, oldest first.
+func sessionItems(s *session, rows []*itemRow) []string {
+	out := make([]string, len(s.Items))
+	for i, x := range s.Items {
+		out[i] = rows[x].id
+	}
+	return out
+}
+
+// scored lists an affinity map at now, strongest first; name translates
+// its indices.
+func scored(m *idxMap[decayed], name func(uint32) string, now int64, hl float64) []Scored {
+	l := make([]Scored, 0, m.len())
+	for k, d := range m.all() {
+		l = append(l, Scored{name(k), d.at(now, hl)})
+	}
+	sortScored(l)
+	return l
+}
+
+func (e *Engine) itemName() func(uint32) string {
+	rows := e.itemIdx.load()
+	return func(i uint32) string { return rows[i].id }
+}
+
+func (e *Engine) catName() func(uint32) string {
+	cats := e.cats.load()
+	return func(i uint32) string { return cats[i] }
 }
 
 // Seen sets out[i] when the user has interacted with items[i].
@@ -61,8 +89,34 @@ func (e *Engine) Seen(user string, items []string, out []bool) {
 		return
 	}
 	u.mu.Lock()
-	for i, it := range items {
-		_, out[i] = u.items[it]
+	if n := u.items.len(); n < len(items) {
+		// Fewer items seen than asked about (ranking asks about every
+		// candidate): one lookup per candidate in a small set of ids.
+		rows := e.itemIdx.load()
+		seen := make(map[string]struct{}, n)
+		for k := range u.items.all() {
+			seen[rows[k].id] = struct{}{}
+		}
+		u.mu.Unlock()
+		for i, id := range items {
+			_, out[i] = seen[id]
+		}
+		return
+	}
+	u.mu.Unlock()
+	// Translate ids outside the user's lock; unknown items are never seen.
+	var buf [64]*itemRow
+	rows := buf[:0]
+	for _, id := range items {
+		rows = append(rows, e.items.Get(id))
+	}
+	u.mu.Lock()
+	for i, it := range rows {
+		if it == nil {
+			out[i] = false
+			continue
+		}
+		_, out[i] = u.items.get(it.idx)
 	}
 	u.mu.Unlock()
 }
@@ -75,7 +129,7 @@ func (e *Engine) Neighbors(item string, n int) []Neighbor {
 	}
 	it.mu.Lock()
 	defer it.mu.Unlock()
-	all := it.covis.sortedView()
+	all := it.covis.sortedView(e.itemIdx.load())
 	if len(all) > n {
 		all = all[:n]
 	}
@@ -287,7 +341,7 @@ func (e *Engine) Values(entity, id string) (v Values, ok bool) {
 		e.global.mu.Lock()
 		defer e.global.mu.Unlock()
 		v.ComputedAt = e.global.updated
-		sums := windowValues(e.global.windows, e.c.globalWin, now)
+		sums := windowValues(&e.global.windows, e.c.globalWin, now)
 		for i, w := range e.c.globalWin {
 			put(w.spec, sums[i], e.global.updated, false)
 		}
@@ -297,10 +351,10 @@ func (e *Engine) Values(entity, id string) (v Values, ok bool) {
 	return v, false
 }
 
-func windowValues(rings []ring, ws []winSpec, now int64) []float64 {
+func windowValues(w *windows, ws []winSpec, now int64) []float64 {
 	out := make([]float64, len(ws))
-	for i, w := range ws {
-		out[i] = rings[i].sum(now / w.width)
+	for i := range ws {
+		out[i] = w.sum(ws, i, now/ws[i].width)
 	}
 	return out
 }
@@ -347,7 +401,7 @@ func (e *Engine) userValues(u *userRow, now int64, put func(*Spec, any, int64, b
 		}
 		return
 	}
-	sums := windowValues(u.windows, e.c.userWin, now)
+	sums := windowValues(&u.windows, e.c.userWin, now)
 	for i, w := range e.c.userWin {
 		put(w.spec, sums[i], u.updated, false)
 	}
@@ -356,31 +410,31 @@ func (e *Engine) userValues(u *userRow, now int64, put func(*Spec, any, int64, b
 		val, def := recencyValue(r.spec, u.recency[i], now)
 		put(r.spec, val, u.updated, def)
 	}
+	rows := e.itemIdx.load()
 	if s := e.c.session; s != nil {
-		put(s, map[string]any{"id": u.session.ID, "count": u.session.Count, "items": append([]string(nil), u.session.Items...),
+		put(s, map[string]any{"id": u.session.ID, "count": u.session.Count, "items": sessionItems(&u.session, rows),
 			"duration_s": float64(u.session.Last-u.session.Start) / 1000}, u.updated, u.session.Count == 0)
 	}
 	if s := e.c.lastN; s != nil {
-		put(s, u.last.list(), u.updated, len(u.last.items) == 0)
+		types := e.types.load()
+		list := u.last.list()
+		l := make([]ItemAt, len(list))
+		for i, x := range list {
+			l[i] = itemAt(x, rows, types)
+		}
+		put(s, l, u.updated, len(l) == 0)
 	}
-	for _, s := range []*Spec{e.c.userItem, e.c.userCat} {
-		if s == nil {
-			continue
-		}
-		m := u.items
-		if s == e.c.userCat {
-			m = u.cats
-		}
-		hl := halfLife(s)
-		l := make([]Scored, 0, len(m))
-		for k, d := range m {
-			l = append(l, Scored{k, d.at(now, hl)})
-		}
-		sortScored(l)
+	listed := func(s *Spec, l []Scored) {
 		if len(l) > maxListed {
 			l = l[:maxListed]
 		}
 		put(s, l, u.updated, len(l) == 0)
+	}
+	if s := e.c.userItem; s != nil {
+		listed(s, scored(&u.items, e.itemName(), now, halfLife(s)))
+	}
+	if s := e.c.userCat; s != nil {
+		listed(s, scored(&u.cats, e.catName(), now, halfLife(s)))
 	}
 }
 
@@ -393,7 +447,7 @@ func (e *Engine) itemValues(it *itemRow, now int64, put func(*Spec, any, int64, 
 		}
 		return
 	}
-	sums := windowValues(it.windows, e.c.itemWin, now)
+	sums := windowValues(&it.windows, e.c.itemWin, now)
 	for i, w := range e.c.itemWin {
 		put(w.spec, sums[i], it.updated, false)
 	}
@@ -406,7 +460,7 @@ func (e *Engine) itemValues(it *itemRow, now int64, put func(*Spec, any, int64, 
 		put(s, it.trend.at(now, halfLife(s)), it.updated, it.trend.T == 0)
 	}
 	if s := e.c.covis; s != nil {
-		all := it.covis.sortedView()
+		all := it.covis.sortedView(e.itemIdx.load())
 		if len(all) > maxListed {
 			all = all[:maxListed]
 		}

@@ -3,7 +3,8 @@ package features
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
+	"strings"
 
 	"github.com/ripple-rec/ripple/internal/wire"
 )
@@ -34,7 +35,7 @@ func (e *Engine) Snapshot(put func(key, val []byte) error) error {
 		return err
 	}
 	e.global.mu.Lock()
-	buf = appendRings(buf[:0], e.global.windows)
+	buf = appendRings(buf[:0], &e.global.windows, e.c.globalWin)
 	buf = wire.AppendVarint(buf, e.global.updated)
 	e.global.mu.Unlock()
 	if err := put([]byte{snapGlobal}, buf); err != nil {
@@ -44,7 +45,7 @@ func (e *Engine) Snapshot(put func(key, val []byte) error) error {
 	key := make([]byte, 0, 64)
 	e.users.Range(func(id string, u *userRow) bool {
 		u.mu.Lock()
-		buf = encodeUser(buf[:0], u)
+		buf = e.encodeUser(buf[:0], u)
 		u.mu.Unlock()
 		key = append(append(key[:0], snapUser), id...)
 		err = put(key, buf)
@@ -55,7 +56,7 @@ func (e *Engine) Snapshot(put func(key, val []byte) error) error {
 	}
 	e.items.Range(func(id string, it *itemRow) bool {
 		it.mu.Lock()
-		buf = encodeItem(buf[:0], it)
+		buf = e.encodeItem(buf[:0], it)
 		it.mu.Unlock()
 		key = append(append(key[:0], snapItem), id...)
 		err = put(key, buf)
@@ -81,17 +82,18 @@ func (e *Engine) Restore(key, val []byte) error {
 		e.clock.Store(d.Varint())
 		e.applied.Store(d.Uvarint())
 	case snapGlobal:
-		decodeRings(&d, e.global.windows)
+		decodeRings(&d, &e.global.windows, e.c.globalWin)
 		e.global.updated = d.Varint()
 	case snapUser:
 		u := e.newUser()
 		e.decodeUser(&d, u)
 		e.users.Put(string(key[1:]), u)
 	case snapItem:
-		it := e.newItem()
-		it.id = string(key[1:])
+		// Users restored before may have created the row already.
+		it := e.item(string(key[1:]))
+		it.mu.Lock()
 		e.decodeItem(&d, it)
-		e.items.Put(it.id, it)
+		it.mu.Unlock()
 	default:
 		return errSnapshot
 	}
@@ -114,11 +116,12 @@ func (e *Engine) fingerprint() string {
 	return s
 }
 
-func appendRings(buf []byte, rings []ring) []byte {
-	buf = wire.AppendUvarint(buf, uint64(len(rings)))
-	for _, r := range rings {
-		buf = wire.AppendUvarint(buf, uint64(len(r.b)))
-		for _, b := range r.b {
+func appendRings(buf []byte, w *windows, ws []winSpec) []byte {
+	buf = wire.AppendUvarint(buf, uint64(len(ws)))
+	for i := range ws {
+		lo, hi := w.ring(i, len(ws))
+		buf = wire.AppendUvarint(buf, uint64(hi-lo))
+		for _, b := range w.b[lo:hi] {
 			buf = wire.AppendVarint(buf, b.idx)
 			buf = wire.AppendFloat(buf, b.v)
 		}
@@ -126,57 +129,57 @@ func appendRings(buf []byte, rings []ring) []byte {
 	return buf
 }
 
-func decodeRings(d *wire.Decoder, rings []ring) {
-	if n := d.Count(1 << 16); n != len(rings) {
+func decodeRings(d *wire.Decoder, w *windows, ws []winSpec) {
+	if n := d.Count(1 << 16); n != len(ws) {
 		d.Err = true
 		return
 	}
-	for i := range rings {
-		n := d.Count(int(rings[i].n))
-		rings[i].b = make([]bucket, 0, n)
+	nw := newWindows(len(ws))
+	for i := range ws {
+		n := d.Count(int(ws[i].n))
 		for j := 0; j < n && !d.Err; j++ {
 			idx := d.Varint()
-			if j > 0 && idx <= rings[i].b[j-1].idx {
+			if j > 0 && idx <= nw.b[len(nw.b)-1].idx {
 				d.Err = true // buckets are stored strictly ascending
 				return
 			}
-			rings[i].b = append(rings[i].b, bucket{idx, d.Float()})
+			nw.b = append(nw.b, bucket{idx, d.Float()})
+		}
+		nw.b[i].idx = int64(len(nw.b))
+		for j := i + 1; j < len(ws); j++ {
+			nw.b[j].idx = nw.b[i].idx
 		}
 	}
+	*w = nw
 }
 
-func appendDecayedMap(buf []byte, m map[string]*decayed) []byte {
-	buf = wire.AppendUvarint(buf, uint64(len(m)))
-	for _, k := range sortedKeys(m) {
-		v := m[k]
-		buf = wire.AppendString(buf, k)
-		buf = wire.AppendFloat(buf, v.W)
-		buf = wire.AppendVarint(buf, v.T)
+// appendDecayedMap writes m sorted by name, so snapshot bytes are canonical
+// (equal state, equal bytes) whatever order indices were assigned in.
+func appendDecayedMap(buf []byte, m *idxMap[decayed], name func(uint32) string) []byte {
+	type entry struct {
+		name string
+		d    decayed
+	}
+	l := make([]entry, 0, m.len())
+	for k, d := range m.all() {
+		l = append(l, entry{name(k), d})
+	}
+	slices.SortFunc(l, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	buf = wire.AppendUvarint(buf, uint64(len(l)))
+	for _, x := range l {
+		buf = wire.AppendString(buf, x.name)
+		buf = wire.AppendFloat(buf, x.d.W)
+		buf = wire.AppendVarint(buf, x.d.T)
 	}
 	return buf
 }
 
-func decodeDecayedMap(d *wire.Decoder) map[string]*decayed {
+func decodeDecayedMap(d *wire.Decoder, m *idxMap[decayed], index func(string) uint32) {
 	n := d.Count(1 << 30)
-	if n == 0 {
-		return nil
-	}
-	m := make(map[string]*decayed, n)
 	for i := 0; i < n && !d.Err; i++ {
-		k := d.String()
-		m[k] = &decayed{W: d.Float(), T: d.Varint()}
+		k := index(d.String())
+		*m.at(k) = decayed{W: d.Float(), T: d.Varint()}
 	}
-	return m
-}
-
-// sortedKeys makes snapshot bytes canonical: equal state, equal bytes.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func appendInts(buf []byte, v []int64) []byte {
@@ -197,10 +200,11 @@ func decodeInts(d *wire.Decoder, v []int64) {
 	}
 }
 
-func encodeUser(buf []byte, u *userRow) []byte {
+func (e *Engine) encodeUser(buf []byte, u *userRow) []byte {
+	rows, types := e.itemIdx.load(), e.types.load()
 	buf = wire.AppendVarint(buf, u.updated)
 	buf = wire.AppendVarint(buf, u.lastTS)
-	buf = appendRings(buf, u.windows)
+	buf = appendRings(buf, &u.windows, e.c.userWin)
 	buf = appendInts(buf, u.recency)
 	s := &u.session
 	buf = wire.AppendString(buf, s.ID)
@@ -209,24 +213,27 @@ func encodeUser(buf []byte, u *userRow) []byte {
 	buf = wire.AppendUvarint(buf, uint64(s.Count))
 	buf = wire.AppendUvarint(buf, uint64(len(s.Items)))
 	for _, it := range s.Items {
-		buf = wire.AppendString(buf, it)
+		buf = wire.AppendString(buf, rows[it].id)
 	}
 	// last_n in read order, so restore needs no ring position.
 	list := u.last.list()
 	buf = wire.AppendUvarint(buf, uint64(len(list)))
 	for _, it := range list {
-		buf = wire.AppendString(buf, it.Item)
-		buf = wire.AppendVarint(buf, it.TS)
-		buf = wire.AppendString(buf, it.Type)
+		buf = wire.AppendString(buf, rows[it.item].id)
+		buf = wire.AppendVarint(buf, it.ts)
+		buf = wire.AppendString(buf, types[it.typ].name)
 	}
-	buf = appendDecayedMap(buf, u.items)
-	return appendDecayedMap(buf, u.cats)
+	buf = appendDecayedMap(buf, &u.items, e.itemName())
+	return appendDecayedMap(buf, &u.cats, e.catName())
 }
+
+// itemIndex interns an item id met while restoring.
+func (e *Engine) itemIndex(id string) uint32 { return e.item(id).idx }
 
 func (e *Engine) decodeUser(d *wire.Decoder, u *userRow) {
 	u.updated = d.Varint()
 	u.lastTS = d.Varint()
-	decodeRings(d, u.windows)
+	decodeRings(d, &u.windows, e.c.userWin)
 	decodeInts(d, u.recency)
 	s := &u.session
 	s.ID = d.String()
@@ -235,23 +242,20 @@ func (e *Engine) decodeUser(d *wire.Decoder, u *userRow) {
 	s.Count = int(d.Uvarint())
 	n := d.Count(1 << 16)
 	for i := 0; i < n; i++ {
-		s.Items = append(s.Items, d.String())
+		s.Items = append(s.Items, e.itemIndex(d.String()))
 	}
 	n = d.Count(1 << 16)
 	for i := 0; i < n; i++ {
-		// Items sort before users, so their rows are usually restored already.
-		it := ItemAt{Item: d.String(), TS: d.Varint(), Type: d.String()}
-		row := e.items.Get(it.Item)
-		if row != nil {
-			it.Item = row.id
-		}
-		u.last.push(it, row, e.c.lastN.N)
+		item := e.itemIndex(d.String())
+		ts := d.Varint()
+		typ, _ := e.typeOf(d.String())
+		u.last.push(lastItem{ts: ts, item: item, typ: typ}, e.c.lastN.N)
 	}
-	u.items = decodeDecayedMap(d)
-	u.cats = decodeDecayedMap(d)
+	decodeDecayedMap(d, &u.items, e.itemIndex)
+	decodeDecayedMap(d, &u.cats, e.category)
 }
 
-func encodeItem(buf []byte, it *itemRow) []byte {
+func (e *Engine) encodeItem(buf []byte, it *itemRow) []byte {
 	buf = wire.AppendVarint(buf, it.updated)
 	buf = wire.AppendBool(buf, it.meta != nil)
 	if m := it.meta; m != nil {
@@ -262,14 +266,20 @@ func encodeItem(buf []byte, it *itemRow) []byte {
 		buf = wire.AppendStringMap(buf, m.attributes)
 		buf = wire.AppendBool(buf, m.hidden)
 	}
-	buf = appendRings(buf, it.windows)
+	buf = appendRings(buf, &it.windows, e.c.itemWin)
 	buf = appendInts(buf, it.recency)
 	buf = wire.AppendFloat(buf, it.trend.W)
 	buf = wire.AppendVarint(buf, it.trend.T)
-	buf = wire.AppendUvarint(buf, uint64(len(it.covis.w)))
-	for _, k := range sortedKeys(it.covis.w) {
-		buf = wire.AppendString(buf, k)
-		buf = wire.AppendFloat(buf, it.covis.w[k])
+	rows := e.itemIdx.load()
+	ns := make([]Neighbor, 0, it.covis.w.len())
+	for k, w := range it.covis.w.all() {
+		ns = append(ns, Neighbor{rows[k].id, w})
+	}
+	slices.SortFunc(ns, func(a, b Neighbor) int { return strings.Compare(a.Item, b.Item) })
+	buf = wire.AppendUvarint(buf, uint64(len(ns)))
+	for _, n := range ns {
+		buf = wire.AppendString(buf, n.Item)
+		buf = wire.AppendFloat(buf, n.Weight)
 	}
 	return buf
 }
@@ -282,20 +292,19 @@ func (e *Engine) decodeItem(d *wire.Decoder, it *itemRow) {
 		for i := 0; i < n; i++ {
 			m.categories = append(m.categories, d.String())
 		}
-		m.categories = e.categories(m.categories)
+		m.categories, m.catIdx = e.categories(m.categories)
 		m.attributes = d.StringMap(1 << 10)
 		m.hidden = d.Bool()
 		it.meta = m
 	}
-	decodeRings(d, it.windows)
+	decodeRings(d, &it.windows, e.c.itemWin)
 	decodeInts(d, it.recency)
 	it.trend.W = d.Float()
 	it.trend.T = d.Varint()
 	if n := d.Count(1 << 24); n > 0 {
-		it.covis.w = make(map[string]float64, n)
 		for i := 0; i < n && !d.Err; i++ {
-			k := d.String()
-			it.covis.w[k] = d.Float()
+			k := e.itemIndex(d.String())
+			*it.covis.w.at(k) = d.Float()
 		}
 		it.covis.dirty = true
 	}

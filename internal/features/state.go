@@ -7,15 +7,17 @@ import (
 	"strings"
 )
 
-// ring is a sliding event-time window of n fixed-width buckets. Bucket b
-// holds events with ts/width == b; the valid buckets are (latest-n, latest].
-// Only non-empty buckets are stored, sorted by index: most entities see few
-// events per window, so a sparse ring is a fraction of a dense one's memory
-// and cache footprint. A bucket's contents do not depend on arrival order,
-// so applying the same events in any order yields the same ring: the
-// property that lets partitions merge item counters.
-type ring struct {
-	n int64
+// windows are an entity's sliding event-time windows, each a ring of n
+// fixed-width buckets. Bucket b holds events with ts/width == b; the valid
+// buckets are (latest-n, latest]. Only non-empty buckets are stored, sorted
+// by index: most entities see few events per window, so a sparse ring is a
+// fraction of a dense one's memory and cache footprint. All of an entity's
+// rings share one array, whose first k entries (k = len(ws)) hold where each
+// ring's buckets end in their idx field, so an event that updates every
+// window touches one allocation, not k. A bucket's contents do not depend
+// on arrival order, so applying the same events in any order yields the
+// same rings: the property that lets partitions merge item counters.
+type windows struct {
 	b []bucket
 }
 
@@ -24,45 +26,90 @@ type bucket struct {
 	v   float64
 }
 
-func newRing(n int) ring { return ring{n: int64(n)} }
-
-func (r *ring) add(idx int64, v float64) {
-	k := len(r.b)
+func newWindows(k int) windows {
 	if k == 0 {
-		r.b = append(r.b, bucket{idx, v})
+		return windows{}
+	}
+	b := make([]bucket, k, k+2)
+	for i := range b {
+		b[i].idx = int64(k)
+	}
+	return windows{b}
+}
+
+// ring returns where ring i's buckets are in w.b.
+func (w *windows) ring(i, k int) (lo, hi int) {
+	lo = k
+	if i > 0 {
+		lo = int(w.b[i-1].idx)
+	}
+	return lo, int(w.b[i].idx)
+}
+
+func (w *windows) add(ws []winSpec, i int, idx int64, v float64) {
+	k, n := len(ws), ws[i].n
+	lo, hi := w.ring(i, k)
+	r := w.b[lo:hi]
+	if len(r) == 0 {
+		w.insert(i, k, hi, bucket{idx, v})
 		return
 	}
-	latest := r.b[k-1].idx
+	latest := r[len(r)-1].idx
 	switch {
 	case idx > latest:
 		cut := 0
-		for cut < k && r.b[cut].idx <= idx-r.n {
+		for cut < len(r) && r[cut].idx <= idx-n {
 			cut++
 		}
-		if cut > 0 {
-			r.b = append(r.b[:0], r.b[cut:]...)
-		}
-		r.b = append(r.b, bucket{idx, v})
-	case idx <= latest-r.n:
-		// older than the window: already expired
-	default:
-		i := k - 1
-		for i >= 0 && r.b[i].idx > idx {
-			i--
-		}
-		if i >= 0 && r.b[i].idx == idx {
-			r.b[i].v += v
+		if cut == 0 {
+			w.insert(i, k, hi, bucket{idx, v})
 			return
 		}
-		r.b = slices.Insert(r.b, i+1, bucket{idx, v})
+		// Slide: drop cut expired buckets, append the new one.
+		copy(r, r[cut:])
+		r[len(r)-cut] = bucket{idx, v}
+		w.remove(i, k, hi-cut+1, cut-1)
+	case idx <= latest-n:
+		// older than the window: already expired
+	default:
+		j := len(r) - 1
+		for j >= 0 && r[j].idx > idx {
+			j--
+		}
+		if j >= 0 && r[j].idx == idx {
+			r[j].v += v
+			return
+		}
+		w.insert(i, k, lo+j+1, bucket{idx, v})
 	}
 }
 
-// sum over buckets (now-n, now].
-func (r *ring) sum(now int64) float64 {
+// insert puts x at w.b[at], inside ring i.
+func (w *windows) insert(i, k, at int, x bucket) {
+	w.b = slices.Insert(w.b, at, x)
+	for j := i; j < k; j++ {
+		w.b[j].idx++
+	}
+}
+
+// remove drops m buckets from w.b[at:], inside ring i.
+func (w *windows) remove(i, k, at, m int) {
+	if m == 0 {
+		return
+	}
+	w.b = slices.Delete(w.b, at, at+m)
+	for j := i; j < k; j++ {
+		w.b[j].idx -= int64(m)
+	}
+}
+
+// sum of ring i over buckets (now-n, now].
+func (w *windows) sum(ws []winSpec, i int, now int64) float64 {
+	lo, hi := w.ring(i, len(ws))
+	n := ws[i].n
 	s := 0.0
-	for _, x := range r.b {
-		if x.idx > now-r.n && x.idx <= now {
+	for _, x := range w.b[lo:hi] {
+		if x.idx > now-n && x.idx <= now {
 			s += x.v
 		}
 	}
@@ -112,43 +159,40 @@ type ItemAt struct {
 	Type string `json:"type"`
 }
 
-// lastN is a fixed-capacity ring of a user's most recent items, oldest first
-// when read.
-type lastN struct {
-	items []ItemAt
-	// rows[i] is items[i]'s row (nil after a restore), so co-visitation
-	// reaches previous items without a map lookup each.
-	rows []*itemRow
-	next int // write position once full
+// lastItem is one last_n entry: the item and event type as indices into the
+// engine's tables, so a user's history holds no pointers for the GC to scan.
+type lastItem struct {
+	ts   int64
+	item uint32
+	typ  uint32
 }
 
-func (l *lastN) push(it ItemAt, row *itemRow, n int) {
+// lastN is a fixed-capacity ring of a user's most recent items.
+type lastN struct {
+	items []lastItem
+	next  int // write position once full
+}
+
+func (l *lastN) push(it lastItem, n int) {
 	if len(l.items) < n {
 		l.items = append(l.items, it)
-		l.rows = append(l.rows, row)
 		return
 	}
 	l.items[l.next] = it
-	l.rows[l.next] = row
 	l.next = (l.next + 1) % n
 }
 
-// list returns items oldest → newest.
-func (l *lastN) list() []ItemAt {
-	out := make([]ItemAt, 0, len(l.items))
-	out = append(out, l.items[l.next:]...)
-	return append(out, l.items[:l.next]...)
+// newest returns the i-th most recent item, 0 ≤ i < len(l.items).
+func (l *lastN) newest(i int) lastItem {
+	n := len(l.items)
+	return l.items[(l.next-1-i+2*n)%n]
 }
 
-// recentFirst calls fn from newest to oldest until it returns false.
-func (l *lastN) recentFirst(fn func(ItemAt, *itemRow) bool) {
-	n := len(l.items)
-	for i := 0; i < n; i++ {
-		idx := (l.next - 1 - i + 2*n) % n
-		if !fn(l.items[idx], l.rows[idx]) {
-			return
-		}
-	}
+// list returns items oldest → newest.
+func (l *lastN) list() []lastItem {
+	out := make([]lastItem, 0, len(l.items))
+	out = append(out, l.items[l.next:]...)
+	return append(out, l.items[:l.next]...)
 }
 
 // session tracks the current session: explicit session ids win, otherwise
@@ -158,10 +202,10 @@ type session struct {
 	Start int64
 	Last  int64
 	Count int
-	Items []string
+	Items []uint32
 }
 
-func (s *session) add(id string, item string, ts int64, gap int64, n int) {
+func (s *session) add(id string, item uint32, ts int64, gap int64, n int) {
 	newSession := s.Count == 0 || (id != "" && id != s.ID) || (id == "" && ts-s.Last > gap)
 	if newSession {
 		*s = session{ID: id, Start: ts, Last: ts, Items: s.Items[:0]}
@@ -184,72 +228,117 @@ type Neighbor struct {
 	Weight float64 `json:"weight"`
 }
 
-// covis holds an item's co-visitation neighbours. Increments commute; the
-// list is pruned back to cap when it grows to 2×cap, dropping the weakest,
-// and the sorted view is rebuilt lazily on read.
+// covis holds an item's co-visitation neighbours, keyed by item index.
+// Increments commute; the list is pruned back to cap when it grows to
+// 2×cap, dropping the weakest, and the sorted view is rebuilt lazily on
+// read. Ties anywhere go to the smaller item id (the string, never the
+// index: indices depend on the order items were first seen, which differs
+// between a clean replay and a restore).
 type covis struct {
-	w      map[string]float64
+	w      idxMap[float64]
 	sorted []Neighbor
 	dirty  bool
 }
 
-func (c *covis) add(item string, v float64, cap int) {
-	if c.w == nil {
-		c.w = make(map[string]float64, 8)
-	}
-	c.w[item] += v
+// pruner is the applier's scratch for pruning co-visitation lists, reused
+// across prunes; items names indices to break ties.
+type pruner struct {
+	items *table[*itemRow]
+	ws    []float64
+	ties  []uint32
+	buf   []idxSlot[float64]
+}
+
+func (c *covis) add(item uint32, v float64, cap int, p *pruner) {
+	*c.w.at(item) += v
 	c.dirty = true
-	if len(c.w) >= 2*cap {
-		c.prune(cap)
+	if c.w.len() >= 2*cap {
+		c.prune(cap, p)
 	}
 }
 
 // prune keeps the cap strongest neighbours, ties going to the smaller id as
 // in sortedView. Only weights are sorted; ids are compared only among the
 // ties at the cut, which keeps pruning cheap on the apply path.
-func (c *covis) prune(cap int) {
-	ws := make([]float64, 0, len(c.w))
-	for _, w := range c.w {
+func (c *covis) prune(cap int, p *pruner) {
+	ws := p.ws[:0]
+	for _, w := range c.w.all() {
 		ws = append(ws, w)
 	}
-	slices.Sort(ws)
-	cut := ws[len(ws)-cap] // the weakest weight kept
-	keepTies := 0
-	for _, w := range ws[len(ws)-cap:] {
-		if w != cut {
-			break
+	cut := kthLargest(ws, cap) // the weakest weight kept
+	keepTies := cap
+	for _, w := range ws {
+		if w > cut {
+			keepTies--
 		}
-		keepTies++
 	}
-	var ties []string
-	for k, w := range c.w {
-		switch {
-		case w < cut:
-			delete(c.w, k)
-		case w == cut:
+	ties := p.ties[:0]
+	for k, w := range c.w.all() {
+		if w == cut {
 			ties = append(ties, k)
 		}
 	}
 	if len(ties) > keepTies {
-		slices.Sort(ties)
-		for _, k := range ties[keepTies:] {
-			delete(c.w, k)
-		}
+		rows := p.items.vals
+		slices.SortFunc(ties, func(a, b uint32) int { return strings.Compare(rows[a].id, rows[b].id) })
+		ties = ties[:keepTies]
 	}
+	slices.Sort(ties) // the ties kept, for the search below
+	p.buf = c.w.keep(func(k uint32, w float64) bool {
+		if w != cut {
+			return w > cut
+		}
+		_, kept := slices.BinarySearch(ties, k)
+		return kept
+	}, p.buf)
+	p.ws, p.ties = ws, ties
 	c.dirty = true
 }
 
+// kthLargest returns the k-th largest of ws (k ≥ 1), reordering ws: a
+// quickselect, cheaper than sorting on every prune.
+func kthLargest(ws []float64, k int) float64 {
+	t := len(ws) - k // its index in ascending order
+	lo, hi := 0, len(ws)-1
+	for lo < hi {
+		p := ws[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for ws[i] < p {
+				i++
+			}
+			for ws[j] > p {
+				j--
+			}
+			if i <= j {
+				ws[i], ws[j] = ws[j], ws[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case t <= j:
+			hi = j
+		case t >= i:
+			lo = i
+		default:
+			return ws[t] // between the parts: equal to the pivot
+		}
+	}
+	return ws[t]
+}
+
 // sortedView returns neighbours by weight desc, ties by item id so results
-// are deterministic.
-func (c *covis) sortedView() []Neighbor {
+// are deterministic. rows translates indices to ids.
+func (c *covis) sortedView(rows []*itemRow) []Neighbor {
 	if !c.dirty && c.sorted != nil {
 		return c.sorted
 	}
 	// Readers copy what they return, so the previous view's array is free
 	// to reuse: pruning rebuilds it every cap insertions.
-	out := slices.Grow(c.sorted[:0], len(c.w))
-	for k, v := range c.w {
-		out = append(out, Neighbor{k, v})
+	out := slices.Grow(c.sorted[:0], c.w.len())
+	for k, v := range c.w.all() {
+		out = append(out, Neighbor{rows[k].id, v})
 	}
 	slices.SortFunc(out, func(a, b Neighbor) int {
 		if c := cmp.Compare(b.Weight, a.Weight); c != 0 {

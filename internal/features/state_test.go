@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 )
@@ -54,7 +55,7 @@ func TestRingWindowEdges(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := newRing(tc.n)
+			r := newTestRing(tc.n)
 			for i, o := range tc.ops {
 				if o.add {
 					r.add(o.bucket, o.v)
@@ -70,10 +71,31 @@ func TestRingWindowEdges(t *testing.T) {
 
 // Reading an untouched ring at any time (including before any event, when
 // the engine clock is 0) must return 0, not index out of range.
+// testRing is the middle of three rings sharing one windows array; every
+// add goes to all three, so the ring under test has neighbours on both
+// sides that grow, slide and shrink around it.
+type testRing struct {
+	w  windows
+	ws []winSpec
+}
+
+func newTestRing(n int) *testRing {
+	ws := []winSpec{{n: 1}, {n: int64(n)}, {n: 3}}
+	return &testRing{newWindows(len(ws)), ws}
+}
+
+func (r *testRing) add(b int64, v float64) {
+	for i := range r.ws {
+		r.w.add(r.ws, i, b, v)
+	}
+}
+
+func (r *testRing) sum(now int64) float64 { return r.w.sum(r.ws, 1, now) }
+
 func TestRingReadUntouched(t *testing.T) {
 	for _, n := range []int{1, 4, 60} {
 		for _, now := range []int64{0, 1, 3, 59, 60, 1 << 40} {
-			r := newRing(n)
+			r := newTestRing(n)
 			if got := r.sum(now); got != 0 {
 				t.Fatalf("n=%d: sum(%d) = %v", n, now, got)
 			}
@@ -97,9 +119,9 @@ func TestRingOrderIndependence(t *testing.T) {
 			// difference is the ring's, not rounding's.
 			adds[i] = add{b: 1000 + rng.Int64N(40), v: float64(rng.IntN(16)) / 4}
 		}
-		var ref ring
+		var ref *testRing
 		for perm := 0; perm < 6; perm++ {
-			r := newRing(n)
+			r := newTestRing(n)
 			for _, a := range adds {
 				r.add(a.b, a.v)
 			}
@@ -206,68 +228,92 @@ func TestDecayedLogScore(t *testing.T) {
 }
 
 func TestLastN(t *testing.T) {
-	items := func(l []ItemAt) []string {
-		var s []string
+	items := func(l []lastItem) []uint32 {
+		var s []uint32
 		for _, it := range l {
-			s = append(s, it.Item)
+			s = append(s, it.item)
 		}
 		return s
 	}
 	for _, n := range []int{1, 3, 5} {
 		for pushes := 0; pushes <= 12; pushes++ {
 			var l lastN
-			var all []string
+			var all []uint32
 			for i := 0; i < pushes; i++ {
-				id := fmt.Sprint("i", i)
-				all = append(all, id)
-				l.push(ItemAt{Item: id, TS: int64(i)}, nil, n)
+				all = append(all, uint32(i))
+				l.push(lastItem{item: uint32(i), ts: int64(i)}, n)
 			}
 			want := all[max(0, len(all)-n):]
 			if got := items(l.list()); !reflect.DeepEqual(got, want) && !(len(got) == 0 && len(want) == 0) {
 				t.Fatalf("n=%d pushes=%d: list = %v, want %v", n, pushes, got, want)
 			}
-			var recent []string
-			l.recentFirst(func(it ItemAt, _ *itemRow) bool { recent = append(recent, it.Item); return true })
+			var recent []uint32
+			for i := range l.items {
+				recent = append(recent, l.newest(i).item)
+			}
 			for i, j := 0, len(want)-1; i < len(recent); i, j = i+1, j-1 {
 				if recent[i] != want[j] {
-					t.Fatalf("n=%d pushes=%d: recentFirst = %v, want reverse of %v", n, pushes, recent, want)
+					t.Fatalf("n=%d pushes=%d: newest = %v, want reverse of %v", n, pushes, recent, want)
 				}
 			}
 			if len(recent) != len(want) || len(l.items) > n {
 				t.Fatalf("n=%d pushes=%d: %d recent, %d stored", n, pushes, len(recent), len(l.items))
 			}
-			stop := 0
-			l.recentFirst(func(ItemAt, *itemRow) bool { stop++; return stop < 2 })
-			if stop > 2 {
-				t.Fatal("recentFirst ignores false")
-			}
 		}
 	}
 }
 
+// testItems interns ids as the engine does, for state that keys items by
+// index.
+type testItems struct {
+	names table[*itemRow]
+	p     pruner
+	rows  []*itemRow
+}
+
+func (ti *testItems) add(c *covis, id string, w float64, capN int) {
+	i, ok := ti.names.idx[id]
+	if !ok {
+		i = ti.names.add(id, &itemRow{id: id, idx: uint32(len(ti.names.vals))})
+		ti.rows = ti.names.vals
+	}
+	ti.p.items = &ti.names
+	c.add(i, w, capN, &ti.p)
+}
+
+func (ti *testItems) weights(c *covis) map[string]float64 {
+	m := map[string]float64{}
+	for k, w := range c.w.all() {
+		m[ti.rows[k].id] = w
+	}
+	return m
+}
+
 func TestCovisPrune(t *testing.T) {
+	var ids testItems
 	var c covis
 	const capN = 3
 	// Weights 6, 5, 4, 3, 2: the 6th distinct entry triggers pruning to 3.
 	for i, w := range []float64{6, 5, 4, 3, 2} {
-		c.add(fmt.Sprint("n", i), w, capN)
+		ids.add(&c, fmt.Sprint("n", i), w, capN)
 	}
-	if len(c.w) != 5 {
-		t.Fatalf("pruned early: %d entries", len(c.w))
+	if c.w.len() != 5 {
+		t.Fatalf("pruned early: %d entries", c.w.len())
 	}
-	c.add("n5", 1, capN)
+	ids.add(&c, "n5", 1, capN)
 	want := []Neighbor{{"n0", 6}, {"n1", 5}, {"n2", 4}}
-	if !reflect.DeepEqual(c.sortedView(), want) || len(c.w) != capN {
-		t.Fatalf("after prune: %v (%d entries), want %v", c.sortedView(), len(c.w), want)
+	if !reflect.DeepEqual(c.sortedView(ids.rows), want) || c.w.len() != capN {
+		t.Fatalf("after prune: %v (%d entries), want %v", c.sortedView(ids.rows), c.w.len(), want)
 	}
 	// Increments commute; a pruned neighbour may come back.
-	c.add("n5", 10, capN)
-	c.add("n2", 0.5, capN)
+	ids.add(&c, "n5", 10, capN)
+	ids.add(&c, "n2", 0.5, capN)
 	want = []Neighbor{{"n5", 10}, {"n0", 6}, {"n1", 5}, {"n2", 4.5}}
-	if got := c.sortedView(); !reflect.DeepEqual(got, want) {
+	if got := c.sortedView(ids.rows); !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	// Pruning keeps ties by smaller id, as the sorted view orders them.
+	// Pruning keeps ties by smaller id, as the sorted view orders them. Ids
+	// are interned out of order: ties go by id, never by index.
 	var tp covis
 	for _, id := range []string{"d", "x", "b", "c", "a", "y"} {
 		w := 1.0
@@ -277,17 +323,17 @@ func TestCovisPrune(t *testing.T) {
 		if id == "y" {
 			w = 0.5
 		}
-		tp.add(id, w, 3)
+		ids.add(&tp, id, w, 3)
 	}
-	if got, want := tp.sortedView(), []Neighbor{{"x", 5}, {"a", 1}, {"b", 1}}; !reflect.DeepEqual(got, want) {
+	if got, want := tp.sortedView(ids.rows), []Neighbor{{"x", 5}, {"a", 1}, {"b", 1}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("pruning ties: %v, want %v", got, want)
 	}
 	// Ties break by id.
 	var tie covis
-	tie.add("b", 1, 10)
-	tie.add("a", 1, 10)
-	tie.add("c", 1, 10)
-	if got := tie.sortedView(); got[0].Item != "a" || got[1].Item != "b" || got[2].Item != "c" {
+	ids.add(&tie, "b", 1, 10)
+	ids.add(&tie, "a", 1, 10)
+	ids.add(&tie, "c", 1, 10)
+	if got := tie.sortedView(ids.rows); got[0].Item != "a" || got[1].Item != "b" || got[2].Item != "c" {
 		t.Fatalf("ties not by id: %v", got)
 	}
 }
@@ -299,11 +345,12 @@ func TestCovisPruneMatchesSortedCut(t *testing.T) {
 	for trial := 0; trial < 300; trial++ {
 		capN := 1 + rng.IntN(6)
 		var c covis
+		var ids testItems
 		ref := map[string]float64{}
 		for i := 0; i < 200; i++ {
 			id := fmt.Sprint("n", rng.IntN(40))
 			w := []float64{0.25, 0.5, 1, 2}[rng.IntN(4)]
-			c.add(id, w, capN)
+			ids.add(&c, id, w, capN)
 			ref[id] += w
 			if len(ref) >= 2*capN {
 				var all []Neighbor
@@ -321,9 +368,57 @@ func TestCovisPruneMatchesSortedCut(t *testing.T) {
 					ref[n.Item] = n.Weight
 				}
 			}
-			if !reflect.DeepEqual(c.w, ref) {
-				t.Fatalf("trial %d step %d (cap %d): %v, want %v", trial, i, capN, c.w, ref)
+			if got := ids.weights(&c); !reflect.DeepEqual(got, ref) {
+				t.Fatalf("trial %d step %d (cap %d): %v, want %v", trial, i, capN, got, ref)
 			}
 		}
+	}
+}
+
+func TestKthLargest(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for trial := 0; trial < 2000; trial++ {
+		n := 1 + rng.IntN(60)
+		ws := make([]float64, n)
+		for i := range ws {
+			ws[i] = float64(rng.IntN(1 + trial%10))
+		}
+		sorted := slices.Sorted(slices.Values(ws))
+		k := 1 + rng.IntN(n)
+		if got, want := kthLargest(ws, k), sorted[n-k]; got != want {
+			t.Fatalf("%v: k=%d got %v, want %v", sorted, k, got, want)
+		}
+	}
+}
+
+func TestIdxMap(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	var m idxMap[float64]
+	ref := map[uint32]float64{}
+	for i := 0; i < 20000; i++ {
+		k := uint32(rng.IntN(500)) * 4099 // keys sharing low bits
+		*m.at(k) += 1
+		ref[k]++
+		if i%3000 == 2999 {
+			m.keep(func(k uint32, _ float64) bool { return k%3 != 0 }, nil)
+			for k := range ref {
+				if k%3 == 0 {
+					delete(ref, k)
+				}
+			}
+		}
+		if _, ok := m.get(k + 1); ok {
+			t.Fatalf("get of a missing key")
+		}
+		if v, ok := m.get(k); ok != (ref[k] != 0) || v != ref[k] {
+			t.Fatalf("get(%d) = %v, %v; want %v", k, v, ok, ref[k])
+		}
+	}
+	got := map[uint32]float64{}
+	for k, v := range m.all() {
+		got[k] = v
+	}
+	if !reflect.DeepEqual(got, ref) || m.len() != len(ref) {
+		t.Fatalf("idxMap differs from a map: %d vs %d entries", m.len(), len(ref))
 	}
 }

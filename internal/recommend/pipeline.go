@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"sort"
+	"sync"
 
 	"github.com/ripple-rec/ripple/internal/features"
 )
@@ -111,17 +112,53 @@ type candidate struct {
 	reasons  []Reason
 }
 
+// candidates collects per-item signals. Candidates live in fixed-size
+// chunks so pointers stay valid while the set grows, and the whole set is
+// recycled through a pool: a request allocates almost nothing for them.
 type candidates struct {
 	byID    map[string]*candidate
 	list    []*candidate
+	chunks  [][]candidate
 	explain bool
+}
+
+const chunkSize = 512
+
+var candidatePool = sync.Pool{New: func() any {
+	return &candidates{byID: make(map[string]*candidate, chunkSize), chunks: [][]candidate{make([]candidate, 0, chunkSize)}}
+}}
+
+func newCandidates(explain bool) *candidates {
+	c := candidatePool.Get().(*candidates)
+	c.explain = explain
+	return c
+}
+
+// release returns c to the pool. Nothing handed out may point into it: items
+// are copied into the response, and reason slices are never reused.
+func (c *candidates) release() {
+	clear(c.byID)
+	clear(c.list)
+	c.list = c.list[:0]
+	for i := range c.chunks {
+		clear(c.chunks[i])
+		c.chunks[i] = c.chunks[i][:0]
+	}
+	c.chunks = c.chunks[:1]
+	candidatePool.Put(c)
 }
 
 func (c *candidates) get(id string) *candidate {
 	if x := c.byID[id]; x != nil {
 		return x
 	}
-	x := &candidate{id: id}
+	last := &c.chunks[len(c.chunks)-1]
+	if len(*last) == cap(*last) {
+		c.chunks = append(c.chunks, make([]candidate, 0, chunkSize))
+		last = &c.chunks[len(c.chunks)-1]
+	}
+	*last = append(*last, candidate{id: id})
+	x := &(*last)[len(*last)-1]
 	c.byID[id] = x
 	c.list = append(c.list, x)
 	return x
@@ -145,6 +182,7 @@ func (c *candidates) reason(x *candidate, source, via string, score float64) {
 func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	k := min(max(req.K, 1), p.cfg.MaxK)
 	resp, c := p.gather(ctx, req.User, k, req.Explain)
+	defer c.release()
 	list := p.filter(req, c.list)
 	p.score(list)
 	resp.Items = p.diversify(list, k, req.Explain)
@@ -157,7 +195,7 @@ func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool)
 	if p.Health != nil {
 		resp.Degradation = p.Health()
 	}
-	c := &candidates{byID: make(map[string]*candidate, 256), explain: explain}
+	c := newCandidates(explain)
 	u := p.f.User(user, p.cfg.RecentItems)
 	resp.ColdStart = !u.Exists || len(u.Recent) == 0
 
@@ -256,17 +294,24 @@ func (p *Pipeline) filter(req Request, list []*candidate) []*candidate {
 const tieBreak = 1e-9
 
 func (p *Pipeline) score(list []*candidate) {
-	byTrend := make([]*candidate, len(list))
-	copy(byTrend, list)
-	sort.Slice(byTrend, func(i, j int) bool {
-		if byTrend[i].info.Trend != byTrend[j].info.Trend {
-			return byTrend[i].info.Trend > byTrend[j].info.Trend
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, x := range list {
+		if t := x.info.Trend; !math.IsInf(t, -1) {
+			lo, hi = min(lo, t), max(hi, t)
 		}
-		return byTrend[i].id < byTrend[j].id
-	})
-	n := float64(len(list))
-	for rank, x := range byTrend {
-		x.score = x.covis + x.category + x.popular + tieBreak*(n-float64(rank))/n
+	}
+	span := hi - lo
+	for _, x := range list {
+		// Linear in the trending log-score: the same order as ranking by
+		// trend, in O(n) rather than a sort.
+		tb := 0.0
+		if t := x.info.Trend; !math.IsInf(t, -1) {
+			tb = tieBreak
+			if span > 0 {
+				tb = tieBreak * (0.5 + 0.5*(t-lo)/span)
+			}
+		}
+		x.score = x.covis + x.category + x.popular + tb
 	}
 }
 
@@ -274,6 +319,11 @@ func (p *Pipeline) score(list []*candidate) {
 // same category by (1-Diversity). Scores reported are the adjusted ones, so
 // they never increase down the list.
 func (p *Pipeline) diversify(list []*candidate, k int, explain bool) []Item {
+	// Only the head can be reordered by diversity: select it in O(n), then
+	// sort just the head.
+	head := min(len(list), 4*k+20)
+	selectTop(list, head)
+	list = list[:head]
 	sort.Slice(list, func(i, j int) bool { return better(list[i], list[j]) })
 	out := make([]Item, 0, min(k, len(list)))
 	d := p.cfg.Diversity
@@ -297,9 +347,7 @@ func (p *Pipeline) diversify(list []*candidate, k int, explain bool) []Item {
 		}
 		return a
 	}
-	// Only the head can be reordered: scanning a window of 4k keeps this
-	// O(k²) on a bounded prefix rather than the whole candidate set.
-	window := list[:min(len(list), 4*k+20)]
+	window := list
 	picked := make([]bool, len(window))
 	for len(out) < k && len(out) < len(window) {
 		best, bestScore := -1, math.Inf(-1)
@@ -319,6 +367,37 @@ func (p *Pipeline) diversify(list []*candidate, k int, explain bool) []Item {
 		}
 	}
 	return out
+}
+
+// selectTop moves the n best candidates to the front of list (in no
+// particular order): quickselect with a middle pivot.
+func selectTop(list []*candidate, n int) {
+	lo, hi := 0, len(list)-1
+	for lo < hi && n > 0 && n < len(list) {
+		pivot := list[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for better(list[i], pivot) {
+				i++
+			}
+			for better(pivot, list[j]) {
+				j--
+			}
+			if i <= j {
+				list[i], list[j] = list[j], list[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case n-1 <= j:
+			hi = j
+		case n-1 >= i:
+			lo = i
+		default:
+			return
+		}
+	}
 }
 
 func better(a, b *candidate) bool {

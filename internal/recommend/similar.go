@@ -15,7 +15,8 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 	if p.Health != nil {
 		resp.Degradation = p.Health()
 	}
-	c := &candidates{byID: map[string]*candidate{}, explain: explain}
+	c := newCandidates(explain)
+	defer c.release()
 	ns := p.f.Neighbors(item, max(p.cfg.NeighborsPerItem, 2*k))
 	total := 0.0
 	for _, n := range ns {
@@ -52,6 +53,7 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 // caller's order among themselves.
 func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explain bool) Response {
 	resp, c := p.gather(ctx, user, len(items), explain)
+	defer c.release()
 	list := make([]*candidate, 0, len(items))
 	ids := make([]string, 0, len(items))
 	dedup := map[string]bool{}
