@@ -37,8 +37,8 @@ type Config struct {
 // DefaultConfig is what the server and `ripple eval` use unless configured.
 func DefaultConfig() Config {
 	return Config{
-		RecentItems: 10, RecencyDecay: 0.6, NeighborsPerItem: 100,
-		TopCategories: 3, PerCategory: 50, Popular: 200,
+		RecentItems: 10, RecencyDecay: 0.6, NeighborsPerItem: 50,
+		TopCategories: 3, PerCategory: 50, Popular: 50,
 		WeightCovis: 1, WeightCategory: 0.2, WeightPopular: 0.02,
 		Diversity: 0.1, MaxK: 500,
 	}
@@ -137,14 +137,19 @@ func newCandidates(explain bool) *candidates {
 // release returns c to the pool. Nothing handed out may point into it: items
 // are copied into the response, and reason slices are never reused.
 func (c *candidates) release() {
-	clear(c.byID)
-	clear(c.list)
-	c.list = c.list[:0]
+	// Deleting the entries used is O(used); clear() would be O(capacity).
+	// The chunks, not list, are the record of what was added: filters
+	// compact list in place.
 	for i := range c.chunks {
+		for j := range c.chunks[i] {
+			delete(c.byID, c.chunks[i][j].id)
+		}
 		clear(c.chunks[i])
 		c.chunks[i] = c.chunks[i][:0]
 	}
 	c.chunks = c.chunks[:1]
+	clear(c.list)
+	c.list = c.list[:0]
 	candidatePool.Put(c)
 }
 
@@ -336,18 +341,36 @@ func (p *Pipeline) diversify(list []*candidate, k int, explain bool) []Item {
 		}
 		return out
 	}
-	shown := map[string]int{}
-	adjusted := func(x *candidate) float64 {
-		a := x.score
-		for _, c := range x.info.Categories {
-			if n := shown[c]; n > 0 {
-				a *= math.Pow(1-d, float64(n))
-				break // the first category is the primary one
-			}
-		}
-		return a
-	}
 	window := list
+	// Primary categories as small integers, so the O(k·window) loop below
+	// does no map lookups.
+	primary := make([]int, len(window))
+	catIndex := map[string]int{}
+	for i, x := range window {
+		primary[i] = -1
+		if len(x.info.Categories) > 0 {
+			c := x.info.Categories[0]
+			idx, ok := catIndex[c]
+			if !ok {
+				idx = len(catIndex)
+				catIndex[c] = idx
+			}
+			primary[i] = idx
+		}
+	}
+	shown := make([]int, len(catIndex))
+	// penalty[n] = (1-d)^n: a table, not math.Pow per comparison.
+	penalty := make([]float64, k+1)
+	penalty[0] = 1
+	for i := 1; i <= k; i++ {
+		penalty[i] = penalty[i-1] * (1 - d)
+	}
+	adjusted := func(i int) float64 {
+		if primary[i] < 0 {
+			return window[i].score
+		}
+		return window[i].score * penalty[shown[primary[i]]]
+	}
 	picked := make([]bool, len(window))
 	for len(out) < k && len(out) < len(window) {
 		best, bestScore := -1, math.Inf(-1)
@@ -355,15 +378,15 @@ func (p *Pipeline) diversify(list []*candidate, k int, explain bool) []Item {
 			if picked[i] {
 				continue
 			}
-			if a := adjusted(x); a > bestScore || (a == bestScore && best >= 0 && x.id < window[best].id) {
+			if a := adjusted(i); a > bestScore || (a == bestScore && best >= 0 && x.id < window[best].id) {
 				best, bestScore = i, a
 			}
 		}
 		picked[best] = true
 		x := window[best]
 		out = append(out, toItem(x, bestScore, explain))
-		if len(x.info.Categories) > 0 {
-			shown[x.info.Categories[0]]++
+		if primary[best] >= 0 {
+			shown[primary[best]]++
 		}
 	}
 	return out
