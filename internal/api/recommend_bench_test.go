@@ -37,14 +37,8 @@ func benchDemoHandler(b *testing.B) (http.Handler, int) {
 	opts := demo.DefaultOptions(time.Now())
 	ds := demo.Generate(opts)
 	e := features.NewEngine(features.DefaultConfig(), nil)
-	off := uint64(0)
-	for _, it := range ds.Items {
-		off++
-		e.Apply(off, &event.Record{Kind: event.KindItem, Item: it})
-	}
-	for _, ev := range ds.Events {
-		off++
-		e.Apply(off, &event.Record{Kind: event.KindInteraction, Interaction: ev})
+	for i, r := range ds.Records() {
+		e.Apply(uint64(i+1), &r)
 	}
 	m := observe.NewMetrics(func() float64 { return 0 }, func() float64 { return -1 })
 	p := recommend.New(e, recommend.DefaultConfig())

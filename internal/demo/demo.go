@@ -136,3 +136,15 @@ func Generate(o Options) Dataset {
 	sort.SliceStable(ds.Events, func(i, j int) bool { return ds.Events[i].TS < ds.Events[j].TS })
 	return ds
 }
+
+// Records is the dataset in log order: the catalogue, then the events.
+func (ds Dataset) Records() []event.Record {
+	out := make([]event.Record, 0, len(ds.Items)+len(ds.Events))
+	for _, it := range ds.Items {
+		out = append(out, event.Record{Kind: event.KindItem, Item: it})
+	}
+	for _, ev := range ds.Events {
+		out = append(out, event.Record{Kind: event.KindInteraction, Interaction: ev})
+	}
+	return out
+}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ripple-rec/ripple/internal/demo"
-	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/recommend"
 )
@@ -22,14 +21,8 @@ func demoEngine(b *testing.B) (*features.Engine, int) {
 	opts := demo.DefaultOptions(time.Now())
 	ds := demo.Generate(opts)
 	e := features.NewEngine(features.DefaultConfig(), nil)
-	off := uint64(0)
-	for _, it := range ds.Items {
-		off++
-		e.Apply(off, &event.Record{Kind: event.KindItem, Item: it})
-	}
-	for _, ev := range ds.Events {
-		off++
-		e.Apply(off, &event.Record{Kind: event.KindInteraction, Interaction: ev})
+	for i, r := range ds.Records() {
+		e.Apply(uint64(i+1), &r)
 	}
 	return e, opts.Users
 }
