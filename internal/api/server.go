@@ -205,7 +205,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			s.m.Requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
 			s.m.RequestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
-		if sw.code >= 500 {
+		if sw.code >= 500 && sw.code != http.StatusNotImplemented {
 			s.log.Error("request failed", "route", route, "method", r.Method, "code", sw.code, "request_id", RequestID(r.Context()),
 				"seconds", time.Since(start).Seconds())
 		}
