@@ -93,7 +93,9 @@ func New(w Writer, f FeatureReader, p *recommend.Pipeline, m *observe.Metrics, l
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
 	})
-	s.handler = s.recover(s.requestID(s.instrument(mux)))
+	// The request id wraps everything, so even a recovered panic's error
+	// body carries it.
+	s.handler = s.requestID(s.recover(s.instrument(mux)))
 	return s
 }
 

@@ -20,11 +20,15 @@ type Deduper struct {
 	// seenAt points at may delete it.
 	evicted uint64
 	maxAge  int64
+	// changed is closed (and replaced) whenever a pending id is committed
+	// or released, waking requests that wait on it.
+	changed chan struct{}
 }
 
 type seenAt struct {
-	ms  int64  // time seen (unix ms)
-	pos uint64 // absolute ring position of the id's live slot
+	ms      int64  // time seen (unix ms)
+	pos     uint64 // absolute ring position of the id's live slot
+	pending bool   // reserved by a request whose append has not finished
 }
 
 // NewDeduper keeps at most maxIDs ids, none older than maxAge.
@@ -32,17 +36,57 @@ func NewDeduper(maxIDs int, maxAge time.Duration) *Deduper {
 	if maxIDs <= 0 {
 		maxIDs = 1
 	}
-	return &Deduper{seen: make(map[string]seenAt, min(maxIDs, 1<<16)), order: make([]string, maxIDs), maxAge: maxAge.Milliseconds()}
+	return &Deduper{seen: make(map[string]seenAt, min(maxIDs, 1<<16)), order: make([]string, maxIDs), maxAge: maxAge.Milliseconds(),
+		changed: make(chan struct{})}
+}
+
+// TryReserve is Reserve for the write path: the ids are held as pending
+// until Commit or Release. If any id is pending in another request, nothing
+// is reserved and wait is closed once that request finishes: a retry racing
+// its own original must not be called a duplicate before the original is
+// durable, or a failed original would leave the event acknowledged but lost.
+func (d *Deduper) TryReserve(ids []string, now int64) (dup []bool, wait <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expire(now)
+	for _, id := range ids {
+		if s, ok := d.seen[id]; ok && s.pending && id != "" {
+			return nil, d.changed
+		}
+	}
+	return d.reserve(ids, now, true), nil
+}
+
+// Commit marks pending ids as durable.
+func (d *Deduper) Commit(ids []string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, id := range ids {
+		if s, ok := d.seen[id]; ok {
+			s.pending = false
+			d.seen[id] = s
+		}
+	}
+	d.wake()
+}
+
+func (d *Deduper) wake() {
+	close(d.changed)
+	d.changed = make(chan struct{})
 }
 
 // Reserve marks ids as seen and reports which were already seen (within the
 // batch too). Empty ids are never duplicates. Reserve is atomic, so two
 // concurrent retries of the same id cannot both pass.
 func (d *Deduper) Reserve(ids []string, now int64) (dup []bool) {
-	dup = make([]bool, len(ids))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.expire(now)
+	return d.reserve(ids, now, false)
+}
+
+func (d *Deduper) reserve(ids []string, now int64, pending bool) (dup []bool) {
+	dup = make([]bool, len(ids))
 	for i, id := range ids {
 		if id == "" {
 			continue
@@ -51,7 +95,7 @@ func (d *Deduper) Reserve(ids []string, now int64) (dup []bool) {
 			dup[i] = true
 			continue
 		}
-		d.insert(id, now)
+		d.insert(id, now, pending)
 	}
 	return dup
 }
@@ -63,6 +107,7 @@ func (d *Deduper) Release(ids []string) {
 	for _, id := range ids {
 		delete(d.seen, id) // its ring slot is skipped on eviction
 	}
+	d.wake()
 }
 
 // Len is the number of ids remembered.
@@ -72,12 +117,12 @@ func (d *Deduper) Len() int {
 	return len(d.seen)
 }
 
-func (d *Deduper) insert(id string, now int64) {
+func (d *Deduper) insert(id string, now int64, pending bool) {
 	if d.size == len(d.order) {
 		d.evictOldest()
 	}
 	d.order[(d.head+d.size)%len(d.order)] = id
-	d.seen[id] = seenAt{ms: now, pos: d.evicted + uint64(d.size)}
+	d.seen[id] = seenAt{ms: now, pos: d.evicted + uint64(d.size), pending: pending}
 	d.size++
 }
 

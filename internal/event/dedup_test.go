@@ -203,3 +203,41 @@ func TestDeduperConcurrentRetries(t *testing.T) {
 		}
 	}
 }
+
+func TestDeduperPendingRetryWaitsForOriginal(t *testing.T) {
+	d := NewDeduper(100, time.Hour)
+	dup, wait := d.TryReserve([]string{"a", "b", "a"}, 1)
+	if wait != nil || !reflect.DeepEqual(dup, []bool{false, false, true}) {
+		t.Fatalf("first reserve: dup=%v wait=%v", dup, wait)
+	}
+	// A retry while the original is in flight must not be called a duplicate.
+	dup, wait = d.TryReserve([]string{"c", "a"}, 2)
+	if wait == nil || dup != nil {
+		t.Fatalf("retry of a pending id: dup=%v, want a wait channel", dup)
+	}
+	if d.Len() != 2 {
+		t.Fatalf("a waiting retry must reserve nothing, have %d ids", d.Len())
+	}
+	// The original fails: the retry is woken and now owns the ids.
+	d.Release([]string{"a", "b"})
+	select {
+	case <-wait:
+	default:
+		t.Fatal("Release must wake waiters")
+	}
+	dup, wait = d.TryReserve([]string{"c", "a"}, 3)
+	if wait != nil || !reflect.DeepEqual(dup, []bool{false, false}) {
+		t.Fatalf("after release: dup=%v wait=%v", dup, wait)
+	}
+	// The second original succeeds: later retries are duplicates.
+	_, wait = d.TryReserve([]string{"a"}, 4)
+	if wait == nil {
+		t.Fatal("a is pending again")
+	}
+	d.Commit([]string{"c", "a"})
+	<-wait
+	dup, wait = d.TryReserve([]string{"a", "c", "d"}, 5)
+	if wait != nil || !reflect.DeepEqual(dup, []bool{true, true, false}) {
+		t.Fatalf("after commit: dup=%v wait=%v", dup, wait)
+	}
+}

@@ -63,6 +63,7 @@ const (
 	MaxCategories = 64
 	MaxAttributes = 64
 	MaxAttrLen    = 1024
+	MaxValue      = 1e9
 )
 
 // DefaultTypes are the interaction types every deployment accepts.
@@ -129,6 +130,11 @@ func (v *Validator) Interaction(e *Interaction) error {
 	}
 	if math.IsNaN(e.Value) || math.IsInf(e.Value, 0) {
 		return invalid("value must be a finite number")
+	}
+	if math.Abs(e.Value) > MaxValue {
+		// Values feed sums and decayed weights: an absurd one would turn
+		// shared aggregates (trending, co-visitation) into Inf or NaN.
+		return invalid("value %g is out of range (|value| <= %g)", e.Value, float64(MaxValue))
 	}
 	if len(e.Context) > MaxContextLen {
 		return invalid("context is %d bytes, limit %d", len(e.Context), MaxContextLen)

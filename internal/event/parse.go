@@ -153,6 +153,9 @@ func ParseJSONArray(body []byte, v *Validator, maxEvents int) (*Batch, error) {
 	} else if err := json.Unmarshal(body, &raws); err != nil {
 		return nil, invalid("body must be a JSON array of events: %s", jsonMessage(err))
 	}
+	if len(raws) == 0 {
+		return nil, invalid("empty array: no events")
+	}
 	if maxEvents > 0 && len(raws) > maxEvents {
 		return nil, invalid("%d events in one request, limit %d", len(raws), maxEvents)
 	}

@@ -36,10 +36,12 @@ type Service struct {
 	opts    Options
 
 	applyMu sync.Mutex // held by the applier; snapshots take it to get a cut
+	snapMu  sync.Mutex // one snapshot at a time
 	applied chan struct{}
 	appMu   sync.Mutex // guards applied channel swap
 
 	ready    atomic.Bool
+	started  atomic.Bool
 	lastSnap atomic.Int64 // unix ms of the last snapshot; 0: none
 	pending  pendingQueue
 
@@ -145,6 +147,7 @@ func (s *Service) Ready() bool { return s.ready.Load() }
 
 // Start runs the applier until Close.
 func (s *Service) Start() {
+	s.started.Store(true)
 	go s.run()
 }
 
@@ -159,6 +162,14 @@ func (s *Service) run() {
 		tick = t.C
 	}
 	for {
+		// Checked on every pass, so sustained ingest cannot starve snapshots.
+		select {
+		case <-tick:
+			if err := s.Snapshot(); err != nil {
+				s.logger.Error("snapshot failed", "err", err)
+			}
+		default:
+		}
 		from := s.engine.Applied() + 1
 		if s.log.End() > from {
 			if _, err := s.applyFrom(ctx, from); err != nil {
@@ -170,31 +181,33 @@ func (s *Service) run() {
 			}
 			continue
 		}
-		select {
-		case <-tick:
-			if err := s.Snapshot(); err != nil {
-				s.logger.Error("snapshot failed", "err", err)
-			}
-			continue
-		default:
-		}
+		// Wait for new records or the snapshot tick, whichever comes first.
+		// The snapshot itself is taken here, on the applier's goroutine, so
+		// two snapshots can never overlap.
 		waitCtx, waitCancel := context.WithCancel(ctx)
-		waitDone := make(chan struct{})
+		waitDone, watcherDone := make(chan struct{}), make(chan struct{})
+		snapDue := false
 		go func() {
+			defer close(watcherDone)
 			select {
 			case <-tick:
-				if err := s.Snapshot(); err != nil {
-					s.logger.Error("snapshot failed", "err", err)
-				}
+				snapDue = true
 				waitCancel()
 			case <-waitDone:
 			}
 		}()
 		err := s.log.Wait(waitCtx, from)
 		close(waitDone)
+		<-watcherDone
 		waitCancel()
 		if ctx.Err() != nil {
 			return
+		}
+		if snapDue {
+			if err := s.Snapshot(); err != nil {
+				s.logger.Error("snapshot failed", "err", err)
+			}
+			continue
 		}
 		if err != nil && !errors.Is(err, context.Canceled) {
 			s.logger.Error("log wait failed", "err", err)
@@ -269,7 +282,18 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 	for i := range events {
 		ids[i] = events[i].ID
 	}
-	dup := s.dedup.Reserve(ids, time.Now().UnixMilli())
+	var dup []bool
+	for {
+		var wait <-chan struct{}
+		if dup, wait = s.dedup.TryReserve(ids, time.Now().UnixMilli()); wait == nil {
+			break
+		}
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return Result{}, fmt.Errorf("ingest: an event with the same id is still being appended: %w", ctx.Err())
+		}
+	}
 	var res Result
 	payloads := make([][]byte, 0, len(events))
 	var reserved []string
@@ -294,12 +318,14 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 	}
 	if err := s.append(ctx, payloads); err != nil {
 		if errors.Is(err, ErrApplyPending) {
+			s.dedup.Commit(reserved)
 			res.Accepted = len(payloads)
 			return res, err
 		}
 		s.dedup.Release(reserved)
 		return res, err
 	}
+	s.dedup.Commit(reserved)
 	res.Accepted = len(payloads)
 	return res, nil
 }
@@ -347,6 +373,8 @@ func (s *Service) Snapshot() error {
 	if s.snaps == nil {
 		return nil
 	}
+	s.snapMu.Lock()
+	defer s.snapMu.Unlock()
 	start := time.Now()
 	type kv struct{ k, v []byte }
 	var entries []kv
@@ -407,8 +435,12 @@ func (s *Service) SnapshotAge() float64 {
 }
 
 // Close stops the applier after it has applied everything durable, then
-// writes a final snapshot.
+// writes a final snapshot. A service that never started (recovery failed)
+// has nothing trustworthy to snapshot and closes at once.
 func (s *Service) Close() error {
+	if !s.started.Load() {
+		return nil
+	}
 	select {
 	case <-s.stop:
 		return nil

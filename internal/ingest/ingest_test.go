@@ -92,4 +92,49 @@ func TestRecoverRefusesWhenLogLostRecords(t *testing.T) {
 	err = svc.Recover(context.Background())
 	require.Error(t, err, "state without the dropped records must not be served silently")
 	assert.False(t, svc.Ready())
+	closed := make(chan error, 1)
+	go func() { closed <- svc.Close() }()
+	select {
+	case err := <-closed:
+		assert.NoError(t, err, "a service that never started closes at once, without a snapshot")
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close of a never-started service hangs")
+	}
+}
+
+// TestSnapshotsUnderSustainedIngest: the applier keeps taking snapshots
+// while records never stop arriving, and never two at once.
+func TestSnapshotsUnderSustainedIngest(t *testing.T) {
+	n := openNode(t, t.TempDir(), 20*time.Millisecond)
+	defer n.close()
+	stop := make(chan struct{})
+	errs := make(chan error, 4)
+	for w := 0; w < 4; w++ {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				if _, err := n.svc.Events(context.Background(), []event.Interaction{ev("", "u", "i"), ev("", "v", "j")}); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	age := n.svc.SnapshotAge()
+	close(stop)
+	for w := 0; w < 4; w++ {
+		require.NoError(t, <-errs)
+	}
+	assert.GreaterOrEqual(t, age, 0.0, "no snapshot was taken under sustained ingest")
+	assert.Less(t, age, 0.25, "snapshots starve under sustained ingest")
+	info, ok, err := n.snaps.Info()
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.LessOrEqual(t, info.Offset, n.eng.Applied())
 }

@@ -382,6 +382,9 @@ func (p *Pipeline) diversify(list []*candidate, k int, explain bool) []Item {
 				best, bestScore = i, a
 			}
 		}
+		if best < 0 {
+			break // only non-comparable (NaN) scores left: never index with -1
+		}
 		picked[best] = true
 		x := window[best]
 		out = append(out, toItem(x, bestScore, explain))

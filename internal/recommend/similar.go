@@ -49,8 +49,9 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 
 // Rank scores the given items for user with the same signals as Recommend
 // and returns them best first. Items are never dropped, even seen or hidden
-// ones: the caller chose them. Items without any signal score 0 and keep the
-// caller's order among themselves.
+// ones: the caller chose them. Items without any signal get only the
+// trending tie-break (below 1e-9), so they follow the others in trending
+// order; unknown items score 0 and keep the caller's order at the end.
 func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explain bool) Response {
 	resp, c := p.gather(ctx, user, len(items), explain)
 	defer c.release()
