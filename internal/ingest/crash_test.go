@@ -101,14 +101,20 @@ func TestKill9RecoveryEqualsCleanReplay(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, cmd.Start())
 		sc := bufio.NewScanner(stdout)
-		killAt := time.Now().Add(time.Duration(300+round*170) * time.Millisecond)
+		// The kill deadline starts at the first acknowledgement, so a slow
+		// child start (race detector, busy machine) still gets killed
+		// mid-stream rather than before it wrote anything.
+		var killAt time.Time
 		lastAcked := -1
 		for sc.Scan() {
 			var b int
 			if _, err := fmt.Sscanf(sc.Text(), "acked %d", &b); err == nil {
 				lastAcked = b
+				if killAt.IsZero() {
+					killAt = time.Now().Add(time.Duration(200+round*170) * time.Millisecond)
+				}
 			}
-			if time.Now().After(killAt) {
+			if !killAt.IsZero() && time.Now().After(killAt) {
 				require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 				break
 			}
