@@ -485,7 +485,7 @@ func TestCovisitation(t *testing.T) {
 	nb := func(pairs ...any) []Neighbor {
 		var out []Neighbor
 		for i := 0; i < len(pairs); i += 2 {
-			out = append(out, Neighbor{pairs[i].(string), pairs[i+1].(float64)})
+			out = append(out, Neighbor{Item: pairs[i].(string), Weight: pairs[i+1].(float64)})
 		}
 		return out
 	}
@@ -535,14 +535,14 @@ func TestCovisitation(t *testing.T) {
 			e, _ := newTestEngine(t, covisYAML)
 			applyAll(e, tc.recs...)
 			for item, want := range tc.want {
-				got := e.Neighbors(item, 10)
+				got := noRefs(e.Neighbors(item, 10))
 				if len(got) == 0 && len(want) == 0 {
 					continue
 				}
 				if !reflect.DeepEqual(got, want) {
 					t.Errorf("Neighbors(%s) = %v, want %v", item, got, want)
 				}
-				if f := feature(t, e, EntityItem, item, "cv"); !reflect.DeepEqual(f.Value, got) {
+				if f := feature(t, e, EntityItem, item, "cv"); !reflect.DeepEqual(noRefs(f.Value.([]Neighbor)), got) {
 					t.Errorf("feature cv of %s = %v, Neighbors says %v", item, f.Value, got)
 				}
 			}
@@ -563,29 +563,29 @@ func TestCovisitationPruning(t *testing.T) {
 	pair("x1", 4)
 	pair("x2", 3)
 	pair("x3", 2)
-	if got := e.Neighbors("hub", 10); len(got) != 3 {
+	if got := noRefs(e.Neighbors("hub", 10)); len(got) != 3 {
 		t.Fatalf("pruned before 2×n: %v", got)
 	}
 	pair("x4", 1) // 4th neighbour: prune back to the strongest 2
-	want := []Neighbor{{"x1", 4}, {"x2", 3}}
-	if got := e.Neighbors("hub", 10); !reflect.DeepEqual(got, want) {
+	want := []Neighbor{{Item: "x1", Weight: 4}, {Item: "x2", Weight: 3}}
+	if got := noRefs(e.Neighbors("hub", 10)); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after pruning: %v, want %v", got, want)
 	}
 	pair("x5", 1)
-	want = append(want, Neighbor{"x5", 1})
-	if got := e.Neighbors("hub", 10); !reflect.DeepEqual(got, want) {
+	want = append(want, Neighbor{Item: "x5", Weight: 1})
+	if got := noRefs(e.Neighbors("hub", 10)); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after pruning and one more: %v, want %v", got, want)
 	}
-	if got := e.Neighbors("hub", 1); !reflect.DeepEqual(got, want[:1]) {
+	if got := noRefs(e.Neighbors("hub", 1)); !reflect.DeepEqual(got, want[:1]) {
 		t.Fatalf("Neighbors(hub, 1) = %v", got)
 	}
-	if got := e.Neighbors("nope", 5); got != nil {
+	if got := noRefs(e.Neighbors("nope", 5)); got != nil {
 		t.Fatalf("unknown item has neighbours %v", got)
 	}
 	// The returned slice is the caller's.
-	got := e.Neighbors("hub", 10)
+	got := noRefs(e.Neighbors("hub", 10))
 	got[0].Item = "mutated"
-	if e.Neighbors("hub", 10)[0].Item != "x1" {
+	if noRefs(e.Neighbors("hub", 10))[0].Item != "x1" {
 		t.Fatal("Neighbors returns engine state")
 	}
 }
@@ -685,7 +685,7 @@ func TestCategoryAffinity(t *testing.T) {
 		interaction("u", "z", "view", t0), // no metadata: no categories
 	)
 	cats := e.User("u", 0).Categories
-	want := []Scored{{"c2", 1.5}, {"c1", 0.5}} // an item's weight is split across its categories
+	want := []Scored{{ID: "c2", Score: 1.5}, {ID: "c1", Score: 0.5}} // an item's weight is split across its categories
 	if !reflect.DeepEqual(cats, want) {
 		t.Fatalf("categories = %v, want %v", cats, want)
 	}
@@ -693,7 +693,7 @@ func TestCategoryAffinity(t *testing.T) {
 		t.Fatalf("cat feature = %v", f.Value)
 	}
 	aff := feature(t, e, EntityUser, "u", "aff").Value.([]Scored)
-	if !reflect.DeepEqual(aff, []Scored{{"a", 1}, {"b", 1}, {"z", 1}}) {
+	if !reflect.DeepEqual(aff, []Scored{{ID: "a", Score: 1}, {ID: "b", Score: 1}, {ID: "z", Score: 1}}) {
 		t.Fatalf("aff = %v", aff)
 	}
 }
@@ -935,7 +935,7 @@ func TestConcurrentReads(t *testing.T) {
 		e.Values(EntityGlobal, "")
 		e.Seen("u2", []string{"i1", "i2", "i3"}, out)
 		e.Items([]string{"i1", "i2", "i3"}, info)
-		e.Neighbors("i1", 5)
+		noRefs(e.Neighbors("i1", 5))
 		e.Trending("c", 5)
 		e.User("u3", 5)
 	}
@@ -943,3 +943,20 @@ func TestConcurrentReads(t *testing.T) {
 
 // DefaultYAMLForTest is the shipped feature file.
 func DefaultYAMLForTest() string { return string(defaultYAML) }
+
+// noRefs drops the engine-local handles, which tests do not pin.
+func noRefs(ns []Neighbor) []Neighbor {
+	for i := range ns {
+		ns[i].Ref = 0
+	}
+	return ns
+}
+
+// noScoredRefs is noRefs for trending lists (a copy: Trending shares its slice).
+func noScoredRefs(l []Scored) []Scored {
+	out := append([]Scored(nil), l...)
+	for i := range out {
+		out[i].Ref = 0
+	}
+	return out
+}

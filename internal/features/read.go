@@ -12,6 +12,8 @@ import (
 type Scored struct {
 	ID    string  `json:"id"`
 	Score float64 `json:"score"`
+	// Ref is the item handle when ID is an item (see Neighbor.Ref).
+	Ref uint32 `json:"-"`
 }
 
 // UserView is a copy of what recommendations need from a user's state.
@@ -66,7 +68,7 @@ func sessionItems(s *session, rows []*itemRow) []string {
 func scored(m *idxMap[decayed], name func(uint32) string, now int64, hl float64) []Scored {
 	l := make([]Scored, 0, m.len())
 	for k, d := range m.all() {
-		l = append(l, Scored{name(k), d.at(now, hl)})
+		l = append(l, Scored{ID: name(k), Score: d.at(now, hl)})
 	}
 	sortScored(l)
 	return l
@@ -170,6 +172,51 @@ func (e *Engine) Items(items []string, out []ItemInfo) {
 	}
 }
 
+// ItemRef returns the handle of a known item.
+func (e *Engine) ItemRef(id string) (uint32, bool) {
+	it := e.items.Get(id)
+	if it == nil {
+		return 0, false
+	}
+	return it.idx, true
+}
+
+// ItemsByRef is Items for handles from Neighbors, Trending or ItemRef: no
+// string hashing, no shard lock, which is most of a candidate's read cost.
+func (e *Engine) ItemsByRef(refs []uint32, out []ItemInfo) {
+	var hl float64
+	if e.c.trending != nil {
+		hl = halfLife(e.c.trending)
+	}
+	rows := e.itemIdx.load()
+	for i, ref := range refs {
+		it := rows[ref]
+		it.mu.Lock()
+		info := ItemInfo{Exists: true, Trend: math.Inf(-1)}
+		if it.meta != nil {
+			info.Categories, info.Hidden = it.meta.categories, it.meta.hidden
+		}
+		if hl > 0 {
+			info.Trend = it.trend.logScore(hl)
+		}
+		it.mu.Unlock()
+		out[i] = info
+	}
+}
+
+// SeenByRef is Seen for item handles.
+func (e *Engine) SeenByRef(user string, refs []uint32, out []bool) {
+	u := e.users.Get(user)
+	if u == nil {
+		return
+	}
+	u.mu.Lock()
+	for i, ref := range refs {
+		_, out[i] = u.items.get(ref)
+	}
+	u.mu.Unlock()
+}
+
 // ItemCount is the number of items known (from events or metadata).
 func (e *Engine) ItemCount() int { return e.items.Len() }
 
@@ -260,7 +307,7 @@ func (e *Engine) buildTrending() *trendSnapshot {
 		if hidden || math.IsInf(score, -1) {
 			return true
 		}
-		sc := Scored{id, score}
+		sc := Scored{ID: id, Score: score, Ref: it.idx}
 		s.global = append(s.global, sc)
 		for _, c := range cats {
 			s.byCat[c] = append(s.byCat[c], sc)

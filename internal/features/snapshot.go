@@ -273,7 +273,7 @@ func (e *Engine) encodeItem(buf []byte, it *itemRow) []byte {
 	rows := e.itemIdx.load()
 	ns := make([]Neighbor, 0, it.covis.w.len())
 	for k, w := range it.covis.w.all() {
-		ns = append(ns, Neighbor{rows[k].id, w})
+		ns = append(ns, Neighbor{Item: rows[k].id, Weight: w, Ref: k})
 	}
 	slices.SortFunc(ns, func(a, b Neighbor) int { return strings.Compare(a.Item, b.Item) })
 	buf = wire.AppendUvarint(buf, uint64(len(ns)))

@@ -117,7 +117,7 @@ func engineState(t testing.TB, e *Engine) map[string]string {
 		id := fmt.Sprint("i", i)
 		v, ok := e.Values(EntityItem, id)
 		s["values item "+id] = fmt.Sprint(ok, v.ComputedAt, mustJSON(t, v))
-		s["neighbors "+id] = fmt.Sprint(e.Neighbors(id, 1000))
+		s["neighbors "+id] = fmt.Sprint(noRefs(e.Neighbors(id, 1000)))
 		info := make([]ItemInfo, 1)
 		e.Items([]string{id}, info)
 		s["info "+id] = fmt.Sprintf("%+v", info[0])
@@ -126,7 +126,7 @@ func engineState(t testing.TB, e *Engine) map[string]string {
 	s["global"] = fmt.Sprint(g.ComputedAt, mustJSON(t, g))
 	e.RefreshTrending()
 	for _, c := range []string{"", "cat0", "cat1", "sale", "cat9"} {
-		s["trending "+c] = fmt.Sprint(e.Trending(c, 100))
+		s["trending "+c] = fmt.Sprint(noScoredRefs(e.Trending(c, 100)))
 	}
 	return s
 }
@@ -359,7 +359,7 @@ func restoreAndRead(t testing.TB, r *Engine, key, val []byte) {
 	r.Values(EntityItem, id)
 	r.Values(EntityGlobal, "")
 	r.User(id, 10)
-	r.Neighbors(id, 10)
+	noRefs(r.Neighbors(id, 10))
 	r.Items([]string{id}, make([]ItemInfo, 1))
 	r.RefreshTrending()
 	r.Trending("", 10)

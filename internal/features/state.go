@@ -226,6 +226,9 @@ func (s *session) add(id string, item uint32, ts int64, gap int64, n int) {
 type Neighbor struct {
 	Item   string  `json:"item"`
 	Weight float64 `json:"weight"`
+	// Ref is the item's handle for ItemsByRef / SeenByRef: valid for the
+	// lifetime of this engine, meaningless in any other.
+	Ref uint32 `json:"-"`
 }
 
 // covis holds an item's co-visitation neighbours, keyed by item index.
@@ -338,7 +341,7 @@ func (c *covis) sortedView(rows []*itemRow) []Neighbor {
 	// to reuse: pruning rebuilds it every cap insertions.
 	out := slices.Grow(c.sorted[:0], c.w.len())
 	for k, v := range c.w.all() {
-		out = append(out, Neighbor{rows[k].id, v})
+		out = append(out, Neighbor{Item: rows[k].id, Weight: v, Ref: k})
 	}
 	slices.SortFunc(out, func(a, b Neighbor) int {
 		if c := cmp.Compare(b.Weight, a.Weight); c != 0 {

@@ -301,15 +301,15 @@ func TestCovisPrune(t *testing.T) {
 		t.Fatalf("pruned early: %d entries", c.w.len())
 	}
 	ids.add(&c, "n5", 1, capN)
-	want := []Neighbor{{"n0", 6}, {"n1", 5}, {"n2", 4}}
-	if !reflect.DeepEqual(c.sortedView(ids.rows), want) || c.w.len() != capN {
-		t.Fatalf("after prune: %v (%d entries), want %v", c.sortedView(ids.rows), c.w.len(), want)
+	want := []Neighbor{{Item: "n0", Weight: 6}, {Item: "n1", Weight: 5}, {Item: "n2", Weight: 4}}
+	if !reflect.DeepEqual(noRefs(c.sortedView(ids.rows)), want) || c.w.len() != capN {
+		t.Fatalf("after prune: %v (%d entries), want %v", noRefs(c.sortedView(ids.rows)), c.w.len(), want)
 	}
 	// Increments commute; a pruned neighbour may come back.
 	ids.add(&c, "n5", 10, capN)
 	ids.add(&c, "n2", 0.5, capN)
-	want = []Neighbor{{"n5", 10}, {"n0", 6}, {"n1", 5}, {"n2", 4.5}}
-	if got := c.sortedView(ids.rows); !reflect.DeepEqual(got, want) {
+	want = []Neighbor{{Item: "n5", Weight: 10}, {Item: "n0", Weight: 6}, {Item: "n1", Weight: 5}, {Item: "n2", Weight: 4.5}}
+	if got := noRefs(c.sortedView(ids.rows)); !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
 	// Pruning keeps ties by smaller id, as the sorted view orders them. Ids
@@ -325,7 +325,7 @@ func TestCovisPrune(t *testing.T) {
 		}
 		ids.add(&tp, id, w, 3)
 	}
-	if got, want := tp.sortedView(ids.rows), []Neighbor{{"x", 5}, {"a", 1}, {"b", 1}}; !reflect.DeepEqual(got, want) {
+	if got, want := noRefs(tp.sortedView(ids.rows)), []Neighbor{{Item: "x", Weight: 5}, {Item: "a", Weight: 1}, {Item: "b", Weight: 1}}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("pruning ties: %v, want %v", got, want)
 	}
 	// Ties break by id.
@@ -355,7 +355,7 @@ func TestCovisPruneMatchesSortedCut(t *testing.T) {
 			if len(ref) >= 2*capN {
 				var all []Neighbor
 				for k, v := range ref {
-					all = append(all, Neighbor{k, v})
+					all = append(all, Neighbor{Item: k, Weight: v})
 				}
 				sort.Slice(all, func(i, j int) bool {
 					if all[i].Weight != all[j].Weight {

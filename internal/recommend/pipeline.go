@@ -11,12 +11,16 @@ import (
 
 // Features is what the pipeline reads; features.Engine implements it and a
 // remote store can too.
+//
+// Items are addressed by handle (Neighbor.Ref, Scored.Ref, ItemRef) on the
+// hot path: a candidate then costs no string hashing after it is found.
 type Features interface {
 	User(id string, maxRecent int) features.UserView
-	Seen(user string, items []string, out []bool)
 	Neighbors(item string, n int) []features.Neighbor
-	Items(items []string, out []features.ItemInfo)
 	Trending(category string, n int) []features.Scored
+	ItemRef(id string) (uint32, bool)
+	ItemsByRef(refs []uint32, out []features.ItemInfo)
+	SeenByRef(user string, refs []uint32, out []bool)
 }
 
 // Config weighs and sizes the candidate sources.
@@ -104,6 +108,8 @@ func (p *Pipeline) Config() Config { return p.cfg }
 
 type candidate struct {
 	id       string
+	ref      uint32
+	known    bool // ref is valid: the engine knows the item
 	covis    float64
 	category float64
 	popular  float64
@@ -116,7 +122,7 @@ type candidate struct {
 // chunks so pointers stay valid while the set grows, and the whole set is
 // recycled through a pool: a request allocates almost nothing for them.
 type candidates struct {
-	byID    map[string]*candidate
+	byRef   map[uint32]*candidate
 	list    []*candidate
 	chunks  [][]candidate
 	explain bool
@@ -125,7 +131,7 @@ type candidates struct {
 const chunkSize = 512
 
 var candidatePool = sync.Pool{New: func() any {
-	return &candidates{byID: make(map[string]*candidate, chunkSize), chunks: [][]candidate{make([]candidate, 0, chunkSize)}}
+	return &candidates{byRef: make(map[uint32]*candidate, chunkSize), chunks: [][]candidate{make([]candidate, 0, chunkSize)}}
 }}
 
 func newCandidates(explain bool) *candidates {
@@ -142,7 +148,7 @@ func (c *candidates) release() {
 	// compact list in place.
 	for i := range c.chunks {
 		for j := range c.chunks[i] {
-			delete(c.byID, c.chunks[i][j].id)
+			delete(c.byRef, c.chunks[i][j].ref)
 		}
 		clear(c.chunks[i])
 		c.chunks[i] = c.chunks[i][:0]
@@ -153,8 +159,8 @@ func (c *candidates) release() {
 	candidatePool.Put(c)
 }
 
-func (c *candidates) get(id string) *candidate {
-	if x := c.byID[id]; x != nil {
+func (c *candidates) get(id string, ref uint32) *candidate {
+	if x := c.byRef[ref]; x != nil {
 		return x
 	}
 	last := &c.chunks[len(c.chunks)-1]
@@ -162,9 +168,9 @@ func (c *candidates) get(id string) *candidate {
 		c.chunks = append(c.chunks, make([]candidate, 0, chunkSize))
 		last = &c.chunks[len(c.chunks)-1]
 	}
-	*last = append(*last, candidate{id: id})
+	*last = append(*last, candidate{id: id, ref: ref, known: true})
 	x := &(*last)[len(*last)-1]
-	c.byID[id] = x
+	c.byRef[ref] = x
 	c.list = append(c.list, x)
 	return x
 }
@@ -219,7 +225,7 @@ func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool)
 		if total > 0 {
 			for _, n := range ns {
 				v := p.cfg.WeightCovis * w * n.Weight / total
-				x := c.get(n.Item)
+				x := c.get(n.Item, n.Ref)
 				x.covis += v
 				c.reason(x, "covisitation", anchor.Item, v)
 			}
@@ -244,7 +250,7 @@ func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool)
 			share := cat.Score / sum
 			for rank, it := range p.f.Trending(cat.ID, p.cfg.PerCategory) {
 				v := p.cfg.WeightCategory * share / (1 + float64(rank)/10)
-				x := c.get(it.ID)
+				x := c.get(it.ID, it.Ref)
 				x.category += v
 				c.reason(x, "category_trending", cat.ID, v)
 			}
@@ -256,7 +262,7 @@ func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool)
 	// Popularity: cold start and backfill; a small tie-breaker otherwise.
 	for rank, it := range p.f.Trending("", max(p.cfg.Popular, 2*k)) {
 		v := p.cfg.WeightPopular / (1 + float64(rank)/20)
-		x := c.get(it.ID)
+		x := c.get(it.ID, it.Ref)
 		x.popular += v
 		c.reason(x, "popular", "", v)
 	}
@@ -267,19 +273,22 @@ func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool)
 // filter drops seen (unless asked), hidden and excluded items, and fills
 // item info for scoring.
 func (p *Pipeline) filter(req Request, list []*candidate) []*candidate {
-	ids := make([]string, len(list))
+	refs := make([]uint32, len(list))
 	for i, x := range list {
-		ids[i] = x.id
+		refs[i] = x.ref
 	}
 	infos := make([]features.ItemInfo, len(list))
-	p.f.Items(ids, infos)
+	p.f.ItemsByRef(refs, infos)
 	seen := make([]bool, len(list))
 	if !req.IncludeSeen && req.User != "" {
-		p.f.Seen(req.User, ids, seen)
+		p.f.SeenByRef(req.User, refs, seen)
 	}
-	excluded := map[string]bool{}
-	for _, e := range req.Exclude {
-		excluded[e] = true
+	var excluded map[string]bool
+	if len(req.Exclude) > 0 {
+		excluded = make(map[string]bool, len(req.Exclude))
+		for _, e := range req.Exclude {
+			excluded[e] = true
+		}
 	}
 	out := list[:0]
 	for i, x := range list {

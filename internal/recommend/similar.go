@@ -23,7 +23,7 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 		total += n.Weight
 	}
 	for _, n := range ns {
-		x := c.get(n.Item)
+		x := c.get(n.Item, n.Ref)
 		x.covis = p.cfg.WeightCovis * n.Weight / total
 		c.reason(x, "covisitation", item, x.covis)
 	}
@@ -31,11 +31,13 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 		resp.Degradation = Degraded
 	}
 	info := make([]features.ItemInfo, 1)
-	p.f.Items([]string{item}, info)
+	if ref, ok := p.f.ItemRef(item); ok {
+		p.f.ItemsByRef([]uint32{ref}, info)
+	}
 	for _, cat := range info[0].Categories {
 		for rank, it := range p.f.Trending(cat, p.cfg.PerCategory) {
 			v := p.cfg.WeightCategory / (1 + float64(rank)/10)
-			x := c.get(it.ID)
+			x := c.get(it.ID, it.Ref)
 			x.category += v
 			c.reason(x, "category_trending", cat, v)
 		}
@@ -56,23 +58,31 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 	resp, c := p.gather(ctx, user, len(items), explain)
 	defer c.release()
 	list := make([]*candidate, 0, len(items))
-	ids := make([]string, 0, len(items))
+	var refs []uint32
+	var known []*candidate
 	dedup := map[string]bool{}
 	for _, id := range items {
 		if dedup[id] {
 			continue
 		}
 		dedup[id] = true
-		x := c.byID[id]
-		if x == nil {
-			x = &candidate{id: id}
+		ref, ok := p.f.ItemRef(id)
+		x := c.byRef[ref]
+		switch {
+		case !ok:
+			x = &candidate{id: id} // unknown: no signal, no info
+		case x == nil:
+			x = &candidate{id: id, ref: ref, known: true}
 		}
 		list = append(list, x)
-		ids = append(ids, id)
+		if x.known {
+			refs = append(refs, x.ref)
+			known = append(known, x)
+		}
 	}
-	infos := make([]features.ItemInfo, len(ids))
-	p.f.Items(ids, infos)
-	for i, x := range list {
+	infos := make([]features.ItemInfo, len(refs))
+	p.f.ItemsByRef(refs, infos)
+	for i, x := range known {
 		x.info = infos[i]
 	}
 	p.score(list)
