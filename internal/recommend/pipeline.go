@@ -122,7 +122,7 @@ type candidate struct {
 // chunks so pointers stay valid while the set grows, and the whole set is
 // recycled through a pool: a request allocates almost nothing for them.
 type candidates struct {
-	byRef   map[uint32]*candidate
+	byRef   refTable
 	list    []*candidate
 	chunks  [][]candidate
 	explain bool
@@ -131,7 +131,7 @@ type candidates struct {
 const chunkSize = 512
 
 var candidatePool = sync.Pool{New: func() any {
-	return &candidates{byRef: make(map[uint32]*candidate, chunkSize), chunks: [][]candidate{make([]candidate, 0, chunkSize)}}
+	return &candidates{byRef: newRefTable(chunkSize), chunks: [][]candidate{make([]candidate, 0, chunkSize)}}
 }}
 
 func newCandidates(explain bool) *candidates {
@@ -143,13 +143,8 @@ func newCandidates(explain bool) *candidates {
 // release returns c to the pool. Nothing handed out may point into it: items
 // are copied into the response, and reason slices are never reused.
 func (c *candidates) release() {
-	// Deleting the entries used is O(used); clear() would be O(capacity).
-	// The chunks, not list, are the record of what was added: filters
-	// compact list in place.
+	c.byRef.reset()
 	for i := range c.chunks {
-		for j := range c.chunks[i] {
-			delete(c.byRef, c.chunks[i][j].ref)
-		}
 		clear(c.chunks[i])
 		c.chunks[i] = c.chunks[i][:0]
 	}
@@ -160,7 +155,7 @@ func (c *candidates) release() {
 }
 
 func (c *candidates) get(id string, ref uint32) *candidate {
-	if x := c.byRef[ref]; x != nil {
+	if x := c.byRef.get(ref); x != nil {
 		return x
 	}
 	last := &c.chunks[len(c.chunks)-1]
@@ -170,7 +165,7 @@ func (c *candidates) get(id string, ref uint32) *candidate {
 	}
 	*last = append(*last, candidate{id: id, ref: ref, known: true})
 	x := &(*last)[len(*last)-1]
-	c.byRef[ref] = x
+	c.byRef.put(ref, x)
 	c.list = append(c.list, x)
 	return x
 }

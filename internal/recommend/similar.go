@@ -67,7 +67,7 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 		}
 		dedup[id] = true
 		ref, ok := p.f.ItemRef(id)
-		x := c.byRef[ref]
+		x := c.byRef.get(ref)
 		switch {
 		case !ok:
 			x = &candidate{id: id} // unknown: no signal, no info
