@@ -159,17 +159,23 @@ func (e *Engine) Items(items []string, out []ItemInfo) {
 			out[i] = ItemInfo{Trend: math.Inf(-1)}
 			continue
 		}
-		it.mu.Lock()
-		info := ItemInfo{Exists: true, Trend: math.Inf(-1)}
-		if it.meta != nil {
-			info.Categories, info.Hidden = it.meta.categories, it.meta.hidden
-		}
-		if hl > 0 {
-			info.Trend = it.trend.logScore(hl)
-		}
-		it.mu.Unlock()
-		out[i] = info
+		out[i] = it.info(hl)
 	}
+}
+
+// info reads what ranking needs from the row; hl is the trending half-life
+// (0: no trending feature).
+func (it *itemRow) info(hl float64) ItemInfo {
+	it.mu.Lock()
+	defer it.mu.Unlock()
+	info := ItemInfo{Exists: true, Trend: math.Inf(-1)}
+	if it.meta != nil {
+		info.Categories, info.Hidden = it.meta.categories, it.meta.hidden
+	}
+	if hl > 0 {
+		info.Trend = it.trend.logScore(hl)
+	}
+	return info
 }
 
 // ItemRef returns the handle of a known item.
@@ -191,16 +197,7 @@ func (e *Engine) ItemsByRef(refs []uint32, out []ItemInfo) {
 	rows := e.itemIdx.load()
 	for i, ref := range refs {
 		it := rows[ref]
-		it.mu.Lock()
-		info := ItemInfo{Exists: true, Trend: math.Inf(-1)}
-		if it.meta != nil {
-			info.Categories, info.Hidden = it.meta.categories, it.meta.hidden
-		}
-		if hl > 0 {
-			info.Trend = it.trend.logScore(hl)
-		}
-		it.mu.Unlock()
-		out[i] = info
+		out[i] = it.info(hl)
 	}
 }
 
