@@ -8,9 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/eventlog"
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/store"
 )
 
@@ -77,20 +77,11 @@ func rebuild(ctx context.Context, dataDir string, fcfg *features.Config) (rebuil
 	defer snaps.Close()
 	eng := features.NewEngine(fcfg, nil)
 	start := time.Now()
-	var rec event.Record
-	for from := lg.Start(); from < lg.End(); {
-		next, err := lg.Read(ctx, from, 65536, func(off uint64, data []byte) error {
-			if err := event.DecodeBinary(data, &rec); err != nil {
-				return fmt.Errorf("offset %d: %w", off, err)
-			}
-			eng.Apply(off, &rec)
-			return nil
-		})
-		if err != nil {
-			return res, err
-		}
-		res.records += int(next - from)
-		from = next
+	res.records, err = ingest.Replay(ctx, lg, eng, func(off uint64, err error) error {
+		return fmt.Errorf("offset %d: %w", off, err)
+	})
+	if err != nil {
+		return res, err
 	}
 	res.replay = time.Since(start)
 	start = time.Now()

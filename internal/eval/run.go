@@ -130,17 +130,19 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 
 // replay applies train to engine in order, as the server's log replay would.
 func replay(ctx context.Context, engine *features.Engine, train []event.Interaction, progress func(done, total int)) error {
-	rec := event.Record{Kind: event.KindInteraction}
 	const step = 1 << 13
-	for i := range train {
-		rec.Interaction = train[i]
-		engine.Apply(0, &rec) // offset 0: not from a log, always applied
-		if (i+1)%step == 0 || i+1 == len(train) {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			progress(i+1, len(train))
+	recs := make([]event.Record, 0, step)
+	offs := make([]uint64, step) // offset 0: not from a log, always applied
+	for from := 0; from < len(train); from += step {
+		recs = recs[:0]
+		for i := from; i < min(from+step, len(train)); i++ {
+			recs = append(recs, event.Record{Kind: event.KindInteraction, Interaction: train[i]})
 		}
+		engine.ApplyBatch(offs[:len(recs)], recs)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		progress(from+len(recs), len(train))
 	}
 	return nil
 }

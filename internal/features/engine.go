@@ -328,30 +328,48 @@ func (e *Engine) Apply(off uint64, rec *event.Record) {
 	}
 }
 
+// itemWork is the item side of one interaction: what the user side worked
+// out (type, item, lateness, the previous items to pair with) and hands on.
+type itemWork struct {
+	ev    *event.Interaction
+	ti    *typeInfo
+	item  uint32
+	late  bool
+	wall  int64
+	nprev int
+	prev  [8]uint32 // newest first
+}
+
 func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
+	var w itemWork
+	e.applyUserSide(ev, wall, &w)
+	e.applyItemSide(&w, e.itemIdx.vals)
+}
+
+// applyUserSide updates everything the user owns and fills w. It also
+// interns the item (creating its row), so it must run in log order on the
+// applying goroutine.
+func (e *Engine) applyUserSide(ev *event.Interaction, wall int64, w *itemWork) {
 	if ev.TS > e.clock.Load() {
 		e.clock.Store(ev.TS)
 	}
 	typ, ti := e.typeOf(ev.Type)
 	it := e.item(ev.Item)
 	item := it.idx
+	*w = itemWork{ev: ev, ti: ti, item: item, wall: wall}
 	var cats []uint32
 	if it.meta != nil {
 		cats = it.meta.catIdx // only the applier writes meta: no lock to read it
 	}
 
-	// Previous items paired with this one for co-visitation, newest first.
-	var prevBuf [8]uint32
-	prev := prevBuf[:0]
-
 	u := e.users.GetOrCreate(ev.User, e.newUser)
 	u.mu.Lock()
-	late := ev.TS < u.lastTS-e.c.lateness
+	w.late = ev.TS < u.lastTS-e.c.lateness
 	if ev.TS > u.lastTS {
 		u.lastTS = ev.TS
 	}
 	u.updated = wall
-	if late {
+	if w.late {
 		e.late.Add(1)
 	} else {
 		applyWindows(&u.windows, e.c.userWin, ti.userWin, ev)
@@ -365,12 +383,14 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 		u.session.add(ev.Session, item, ev.TS, e.c.sessionGap, s.N)
 	}
 	if cv := e.c.covis; cv != nil {
-		for i := 0; i < len(u.last.items) && len(prev) < cv.Distance && len(prev) < cap(prevBuf); i++ {
+		// Previous items paired with this one for co-visitation.
+		for i := 0; i < len(u.last.items) && w.nprev < cv.Distance && w.nprev < len(w.prev); i++ {
 			p := u.last.newest(i)
 			if ev.TS-p.ts > e.c.covisGap {
 				break
 			}
-			prev = append(prev, p.item)
+			w.prev[w.nprev] = p.item
+			w.nprev++
 		}
 	}
 	u.last.push(lastItem{ts: ev.TS, item: item, typ: typ}, e.c.lastN.N)
@@ -378,21 +398,28 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 		u.items.at(item).add(ti.weight(ti.wUserItem, ev), ev.TS, e.c.hlUserItem)
 	}
 	if e.c.userCat != nil && len(cats) > 0 {
-		w := ti.weight(ti.wUserCat, ev) / float64(len(cats))
+		wc := ti.weight(ti.wUserCat, ev) / float64(len(cats))
 		for _, c := range cats {
-			u.cats.at(c).add(w, ev.TS, e.c.hlUserCat)
+			u.cats.at(c).add(wc, ev.TS, e.c.hlUserCat)
 		}
 	}
 	u.mu.Unlock()
+}
 
-	rows := e.itemIdx.vals
+// applyItemSide updates the item rows (windows, recency, trending, both
+// co-visitation edges) and the global row. Items see their updates in log
+// order whichever goroutine runs this, so results equal the sequential ones.
+func (e *Engine) applyItemSide(w *itemWork, rows []*itemRow) {
+	ev, ti, item, wall := w.ev, w.ti, w.item, w.wall
+	prev := w.prev[:w.nprev]
 	var wCovis float64
 	if e.c.covis != nil {
 		wCovis = ti.weight(ti.wCovis, ev)
 	}
+	it := rows[item]
 	it.mu.Lock()
 	it.updated = wall
-	if !late {
+	if !w.late {
 		applyWindows(&it.windows, e.c.itemWin, ti.itemWin, ev)
 	}
 	for i, m := range ti.itemRec {
@@ -425,11 +452,75 @@ func (e *Engine) applyInteraction(ev *event.Interaction, wall int64) {
 		pr.mu.Unlock()
 	}
 
-	if len(e.c.globalWin) > 0 && !late {
+	if len(e.c.globalWin) > 0 && !w.late {
 		e.global.mu.Lock()
 		applyWindows(&e.global.windows, e.c.globalWin, ti.global, ev)
 		e.global.updated = wall
 		e.global.mu.Unlock()
+	}
+}
+
+// pipelineMin is the smallest batch worth a second goroutine.
+const pipelineMin = 256
+
+// ApplyBatch applies recs[i] at offs[i] (increasing), like calling Apply for
+// each, but on two cores: this goroutine does the user side of every record
+// in log order while a second one follows with the item side, also in log
+// order. Each row is still updated in log order by one goroutine, so the
+// state is exactly what Apply would build. Like Apply, it must not run
+// concurrently with itself or Apply.
+func (e *Engine) ApplyBatch(offs []uint64, recs []event.Record) {
+	if len(recs) < pipelineMin {
+		for i := range recs {
+			e.Apply(offs[i], &recs[i])
+		}
+		return
+	}
+	wall := e.now().UnixMilli()
+	work := make(chan []itemWork, 4)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for chunk := range work {
+			rows := e.itemIdx.load() // published before the chunk was sent
+			for i := range chunk {
+				e.applyItemSide(&chunk[i], rows)
+			}
+		}
+	}()
+	const chunkLen = 128
+	chunk := make([]itemWork, 0, chunkLen)
+	var last uint64
+	applied := e.applied.Load()
+	for i := range recs {
+		off := offs[i]
+		if off != 0 && off <= applied {
+			continue
+		}
+		switch r := &recs[i]; r.Kind {
+		case event.KindInteraction:
+			chunk = chunk[:len(chunk)+1]
+			e.applyUserSide(&r.Interaction, wall, &chunk[len(chunk)-1])
+			if len(chunk) == chunkLen {
+				work <- chunk
+				chunk = make([]itemWork, 0, chunkLen)
+			}
+		case event.KindItem:
+			e.applyItem(&r.Item, wall) // meta only: the item side never reads it
+		case event.KindErase:
+			e.users.Delete(r.User.ID)
+		}
+		if off != 0 {
+			last = off
+		}
+	}
+	if len(chunk) > 0 {
+		work <- chunk
+	}
+	close(work)
+	<-done
+	if last != 0 {
+		e.applied.Store(last)
 	}
 }
 

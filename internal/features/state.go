@@ -282,7 +282,7 @@ func (c *covis) prune(cap int, p *pruner) {
 		}
 	}
 	if len(ties) > keepTies {
-		rows := p.items.vals
+		rows := p.items.load() // published: prune may run on the item-side goroutine
 		slices.SortFunc(ties, func(a, b uint32) int { return strings.Compare(rows[a].id, rows[b].id) })
 		ties = ties[:keepTies]
 	}

@@ -36,6 +36,7 @@ type Service struct {
 	opts    Options
 
 	applyMu sync.Mutex // held by the applier; snapshots take it to get a cut
+	batch   batchApplier
 	snapMu  sync.Mutex // one snapshot at a time
 	applied chan struct{}
 	appMu   sync.Mutex // guards applied channel swap
@@ -218,17 +219,11 @@ func (s *Service) run() {
 
 // applyFrom applies one read batch and wakes waiters.
 func (s *Service) applyFrom(ctx context.Context, from uint64) (uint64, error) {
-	var rec event.Record
 	s.applyMu.Lock()
-	next, err := s.log.Read(ctx, from, s.opts.ReadBatch, func(off uint64, data []byte) error {
-		if err := event.DecodeBinary(data, &rec); err != nil {
-			// A record the log acknowledged but we cannot decode is a bug or
-			// disk corruption: skip it loudly rather than wedge the node.
-			s.logger.Error("skipping undecodable log record", "offset", off, "err", err)
-			s.engine.SetApplied(off)
-			return nil
-		}
-		s.engine.Apply(off, &rec)
+	next, err := s.batch.apply(ctx, s.log, s.engine, from, s.opts.ReadBatch, func(off uint64, err error) error {
+		// A record the log acknowledged but we cannot decode is a bug or
+		// disk corruption: skip it loudly rather than wedge the node.
+		s.logger.Error("skipping undecodable log record", "offset", off, "err", err)
 		return nil
 	})
 	s.applyMu.Unlock()

@@ -138,3 +138,27 @@ func TestSnapshotsUnderSustainedIngest(t *testing.T) {
 	require.True(t, ok)
 	assert.LessOrEqual(t, info.Offset, n.eng.Applied())
 }
+
+// TestCorruptRecordIsSkippedNotWedged: a record that does not decode is
+// skipped (loudly), including as the last record of a read batch.
+func TestCorruptRecordIsSkippedNotWedged(t *testing.T) {
+	n := openNode(t, t.TempDir(), 0)
+	defer n.close()
+	_, err := n.svc.Events(context.Background(), []event.Interaction{ev("a", "u1", "i1")})
+	require.NoError(t, err)
+	_, err = n.log.Append(context.Background(), [][]byte{[]byte("not a record")})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, n.svc.WaitApplied(ctx, n.log.End()-1), "the applier must move past the corrupt record")
+	_, err = n.svc.Events(ctx, []event.Interaction{ev("b", "u1", "i2")})
+	require.NoError(t, err)
+	seen := make([]bool, 2)
+	n.eng.Seen("u1", []string{"i1", "i2"}, seen)
+	assert.Equal(t, []bool{true, true}, seen)
+
+	res, err := ingest.Replay(context.Background(), n.log, features.NewEngine(features.DefaultConfig(), nil),
+		func(off uint64, err error) error { return err })
+	assert.Error(t, err, "Replay reports a corrupt record when asked to")
+	assert.Equal(t, 1, res, "records applied before the corrupt one")
+}

@@ -1,0 +1,57 @@
+package ingest
+
+import (
+	"context"
+
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/eventlog"
+	"github.com/ripple-rec/ripple/internal/features"
+)
+
+// batchApplier reads log records into a reusable batch and applies them
+// with Engine.ApplyBatch: the one read-decode-apply loop used by the live
+// applier, recovery, `ripple train` and `ripple bench`.
+type batchApplier struct {
+	offs []uint64
+	recs []event.Record
+}
+
+// apply reads up to max records from from and applies them. Records that do
+// not decode are passed to corrupt (which may stop the read by returning an
+// error) and otherwise skipped. It returns the offset to continue from.
+func (b *batchApplier) apply(ctx context.Context, lg eventlog.Log, eng *features.Engine, from uint64, max int,
+	corrupt func(off uint64, err error) error) (uint64, error) {
+	b.offs, b.recs = b.offs[:0], b.recs[:0]
+	next, err := lg.Read(ctx, from, max, func(off uint64, data []byte) error {
+		b.recs = append(b.recs, event.Record{})
+		if derr := event.DecodeBinary(data, &b.recs[len(b.recs)-1]); derr != nil {
+			b.recs = b.recs[:len(b.recs)-1]
+			return corrupt(off, derr)
+		}
+		b.offs = append(b.offs, off)
+		return nil
+	})
+	eng.ApplyBatch(b.offs, b.recs)
+	// Skipped records count as handled, or a corrupt one at the end of a
+	// batch would be read again forever.
+	if next > from && eng.Applied() < next-1 && err == nil {
+		eng.SetApplied(next - 1)
+	}
+	return next, err
+}
+
+// Replay applies every record from the engine's applied offset to the
+// log's end, as recovery does, and returns how many it read.
+func Replay(ctx context.Context, lg eventlog.Log, eng *features.Engine, corrupt func(off uint64, err error) error) (int, error) {
+	var b batchApplier
+	n := 0
+	for from := max(eng.Applied()+1, lg.Start()); from < lg.End(); {
+		next, err := b.apply(ctx, lg, eng, from, 16384, corrupt)
+		n += int(next - from)
+		if err != nil {
+			return n, err
+		}
+		from = next
+	}
+	return n, nil
+}
