@@ -124,3 +124,34 @@ func BenchmarkApply(b *testing.B) { replay(b, false) }
 // BenchmarkApplyDecodeOnly is the same loop without Apply: the baseline that
 // shows how much of a replay is the feature engine.
 func BenchmarkApplyDecodeOnly(b *testing.B) { replay(b, true) }
+
+// BenchmarkApplyBatch is BenchmarkApply through ApplyBatch in batches of
+// 16,384 (what recovery reads at a time): user and item sides on two cores.
+func BenchmarkApplyBatch(b *testing.B) {
+	l := syntheticLog()
+	cfg := DefaultConfig()
+	const batch = 16384
+	recs := make([]event.Record, 0, batch)
+	offs := make([]uint64, 0, batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for it := 0; it < b.N; it++ {
+		e := NewEngine(cfg, nil)
+		prev := 0
+		for i, end := range l.ends {
+			recs = append(recs, event.Record{})
+			if err := event.DecodeBinary(l.buf[prev:end], &recs[len(recs)-1]); err != nil {
+				b.Fatal(err)
+			}
+			offs = append(offs, uint64(i+1))
+			prev = end
+			if len(recs) == batch || i == len(l.ends)-1 {
+				e.ApplyBatch(offs, recs)
+				recs, offs = recs[:0], offs[:0]
+			}
+		}
+	}
+	sec := time.Since(start).Seconds()
+	b.ReportMetric(float64(len(l.ends)*b.N)/sec, "events/s")
+}
