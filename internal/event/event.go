@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -188,20 +189,11 @@ func (v *Validator) typeList() string {
 		s += t + ","
 	}
 	for t := range v.Types {
-		if !contains(DefaultTypes, t) {
+		if !slices.Contains(DefaultTypes, t) {
 			s += t + ","
 		}
 	}
 	return s[:len(s)-1]
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func checkID(field, s string, required bool) error {

@@ -1,6 +1,7 @@
 package features
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -261,16 +262,10 @@ func (e *Engine) category(name string) uint32 {
 	return e.cats.add(name, name)
 }
 
+// matches reports whether a feature with this event filter counts typ; an
+// empty filter counts every type.
 func matches(filter []string, typ string) bool {
-	if len(filter) == 0 {
-		return true
-	}
-	for _, f := range filter {
-		if f == typ {
-			return true
-		}
-	}
-	return false
+	return len(filter) == 0 || slices.Contains(filter, typ)
 }
 
 // weight is the event's weight given its type's weight w: ratings scale it

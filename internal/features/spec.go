@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"time"
 
@@ -168,7 +169,7 @@ func (c *Config) validate() error {
 		if !ok {
 			return fmt.Errorf("feature %q: unknown kind %q", s.Name, s.Kind)
 		}
-		if !containsStr(scopes, s.Scope) {
+		if !slices.Contains(scopes, s.Scope) {
 			return fmt.Errorf("feature %q: kind %s cannot have scope %q (allowed: %v)", s.Name, s.Kind, s.Scope, scopes)
 		}
 		switch s.Kind {
@@ -242,13 +243,4 @@ func (c *Config) validate() error {
 		return fmt.Errorf("features: an affinity feature of scope user_item is required (it is the seen filter)")
 	}
 	return nil
-}
-
-func containsStr(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
