@@ -37,24 +37,33 @@ func recs(t *testing.T, h http.Handler, user string) string {
 	return string(items)
 }
 
-// TestDemoRestartRestoresSnapshot: a graceful shutdown writes a snapshot; the
-// restarted node serves the same recommendations without replaying the log.
-func TestDemoRestartRestoresSnapshot(t *testing.T) {
-	cfg := defaultServeConfig()
+// demoNode loads the demo into a fresh data dir, records what user serves,
+// and closes the node: the state a restarted server must reproduce.
+func demoNode(t *testing.T, user string) (cfg serveConfig, applied uint64, before string) {
+	t.Helper()
+	cfg = defaultServeConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.Demo = true
 	logger := slog.New(slog.DiscardHandler)
 	ctx := context.Background()
-
 	n, err := openNode(ctx, cfg, logger)
 	require.NoError(t, err)
 	require.NoError(t, loadDemo(ctx, n, cfg, logger))
-	applied := n.engine.Applied()
-	require.Greater(t, applied, uint64(10_000))
-	before := recs(t, n.api.Handler(), "u3")
+	applied = n.engine.Applied()
+	before = recs(t, n.api.Handler(), user)
 	n.close()
+	return cfg, applied, before
+}
 
-	n, err = openNode(ctx, cfg, logger)
+// TestDemoRestartRestoresSnapshot: a graceful shutdown writes a snapshot; the
+// restarted node serves the same recommendations without replaying the log.
+func TestDemoRestartRestoresSnapshot(t *testing.T) {
+	cfg, applied, before := demoNode(t, "u3")
+	require.Greater(t, applied, uint64(10_000))
+	logger := slog.New(slog.DiscardHandler)
+	ctx := context.Background()
+
+	n, err := openNode(ctx, cfg, logger)
 	require.NoError(t, err)
 	defer n.close()
 	assert.Equal(t, applied, n.engine.Applied())
@@ -67,24 +76,15 @@ func TestDemoRestartRestoresSnapshot(t *testing.T) {
 // TestTrainRebuildMatchesServedState: an offline rebuild from the log gives
 // the state the server had, and the server starts from it.
 func TestTrainRebuildMatchesServedState(t *testing.T) {
-	cfg := defaultServeConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.Demo = true
-	logger := slog.New(slog.DiscardHandler)
+	cfg, applied, before := demoNode(t, "u5")
 	ctx := context.Background()
-	n, err := openNode(ctx, cfg, logger)
-	require.NoError(t, err)
-	require.NoError(t, loadDemo(ctx, n, cfg, logger))
-	applied := n.engine.Applied()
-	before := recs(t, n.api.Handler(), "u5")
-	n.close()
 
 	res, err := rebuild(ctx, cfg.DataDir, features.DefaultConfig())
 	require.NoError(t, err)
 	assert.Equal(t, int(applied), res.records)
 	assert.Equal(t, applied, res.info.Offset)
 
-	n, err = openNode(ctx, cfg, logger)
+	n, err := openNode(ctx, cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	defer n.close()
 	assert.Equal(t, applied, n.engine.Applied())
