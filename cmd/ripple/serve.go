@@ -50,13 +50,18 @@ type serveConfig struct {
 	StaleAfter       int              `yaml:"stale_after_records"` // apply lag that marks responses stale
 	GCPercent        int              `yaml:"gc_percent"`          // Go GC target; the GOGC env var wins when set
 	Recommend        recommend.Config `yaml:"recommend"`
+	// Store is where served features live: embedded (this process) or
+	// redis (shared by every node on the same Redis).
+	Store string      `yaml:"store"`
+	Redis redisConfig `yaml:"redis"`
 }
 
 func defaultServeConfig() serveConfig {
 	o := api.DefaultOptions()
 	return serveConfig{Addr: "127.0.0.1:8080", DataDir: "./ripple-data", SnapshotInterval: "1m", LogLevel: "info",
 		MaxBodyBytes: o.MaxBodyBytes, MaxBatchEvents: o.MaxBatchEvents, ReadTimeout: o.ReadTimeout.String(),
-		IngestTimeout: o.IngestTimeout.String(), StaleAfter: 10_000, GCPercent: 400, Recommend: recommend.DefaultConfig()}
+		IngestTimeout: o.IngestTimeout.String(), StaleAfter: 10_000, GCPercent: 400, Recommend: recommend.DefaultConfig(),
+		Store: "embedded", Redis: defaultRedisConfig()}
 }
 
 func init() {
@@ -99,6 +104,8 @@ func newServeCmd() *cobra.Command {
 	f.Int64Var(&cfg.RetentionBytes, "retention-bytes", 0, "event log size bound (0: unlimited)")
 	f.StringVar(&cfg.RetentionAge, "retention-age", "", "event log age bound, e.g. 30d (empty: unlimited)")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug|info|warn|error")
+	f.StringVar(&cfg.Store, "store", cfg.Store, "where served features live: embedded|redis")
+	f.StringSliceVar(&cfg.Redis.Addrs, "redis-addr", cfg.Redis.Addrs, "Redis address(es) for --store redis (any Cluster nodes)")
 	return cmd
 }
 
@@ -124,6 +131,10 @@ func overrideFromFlag(dst, src *serveConfig, name string) {
 		dst.RetentionAge = src.RetentionAge
 	case "log-level":
 		dst.LogLevel = src.LogLevel
+	case "store":
+		dst.Store = src.Store
+	case "redis-addr":
+		dst.Redis.Addrs = src.Redis.Addrs
 	}
 }
 
@@ -148,6 +159,7 @@ type node struct {
 	metrics *observe.Metrics
 	api     *api.Server
 	logger  *slog.Logger
+	online  *onlineParts // store: redis
 }
 
 // tuneGC applies the configured GC target. The serving path allocates per
@@ -178,6 +190,9 @@ func openNode(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*node,
 	ingestTimeout, err := parseDur("ingest_timeout", cfg.IngestTimeout)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Store != "embedded" && cfg.Store != "redis" {
+		return nil, fmt.Errorf("store: want embedded or redis, got %q", cfg.Store)
 	}
 	fcfg := features.DefaultConfig()
 	if cfg.Features != "" {
@@ -212,8 +227,20 @@ func openNode(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*node,
 		n.close()
 		return nil, err
 	}
-	svc.Start()
+	var reader api.FeatureReader = api.EngineReader{Engine: n.engine}
 	n.pipe = recommend.New(n.engine, cfg.Recommend)
+	if cfg.Store == "redis" {
+		// After recovery: the publisher resyncs whatever the store lacks.
+		if n.online, err = openOnline(ctx, n, cfg.Redis, cfg.DataDir, logger); err != nil {
+			n.close()
+			return nil, err
+		}
+		svc.AfterApply(n.online.publisher.AfterApply)
+		n.online.publisher.Start(ctx)
+		reader = onlineFeatures{n.online.reader}
+		n.pipe = bindPipeline(n.online.reader, cfg.Recommend)
+	}
+	svc.Start()
 	staleAfter := uint64(max(cfg.StaleAfter, 1))
 	n.pipe.Health = func() string {
 		if end := n.log.End(); end > n.engine.Applied()+1+staleAfter {
@@ -230,7 +257,10 @@ func openNode(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*node,
 		opts.IngestTimeout = ingestTimeout
 	}
 	opts.MaxK = cfg.Recommend.MaxK
-	n.api = api.New(svc, n.engine, n.pipe, n.metrics, logger, opts)
+	if n.online != nil {
+		opts.Status = func() map[string]any { return n.online.status(n.engine.Applied) }
+	}
+	n.api = api.New(svc, reader, n.pipe, n.metrics, logger, opts)
 	return n, nil
 }
 
@@ -241,6 +271,9 @@ func (n *node) close() {
 		if err := n.ingest.Close(); err != nil {
 			n.logger.Error("final snapshot failed", "err", err)
 		}
+	}
+	if n.online != nil {
+		n.online.close() // the publisher's last flush follows the applier's
 	}
 	if n.snaps != nil {
 		n.snaps.Close()

@@ -46,7 +46,7 @@ func newNode(t *testing.T, mutate func(*api.Options)) *testNode {
 	if mutate != nil {
 		mutate(&opts)
 	}
-	s := api.New(svc, eng, recommend.New(eng, recommend.DefaultConfig()), m, nil, opts)
+	s := api.New(svc, api.EngineReader{Engine: eng}, recommend.New(eng, recommend.DefaultConfig()), m, nil, opts)
 	ts := httptest.NewServer(s.Handler())
 	n := &testNode{srv: ts, log: lg, ingest: svc, engine: eng}
 	t.Cleanup(func() {

@@ -241,14 +241,15 @@ func (s *Server) getSimilar(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, "invalid_parameter", err.Error())
 		return
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadTimeout)
+	defer cancel()
 	info := make([]features.ItemInfo, 1)
-	s.f.Items([]string{item}, info)
-	if !info[0].Exists {
+	// Only a healthy "no such item" is a 404: a store that did not answer
+	// gets the fallback answer instead.
+	if lvl := s.f.Items(ctx, []string{item}, info); !info[0].Exists && lvl == recommend.Healthy {
 		writeError(w, r, http.StatusNotFound, "item_not_found", "no events or metadata for item "+clip(item))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadTimeout)
-	defer cancel()
 	s.respond(w, r, recommendResponse{Item: item}, s.p.Similar(ctx, item, k, explain))
 }
 
@@ -302,7 +303,9 @@ func (s *Server) getFeatures(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "unknown_entity", "entity must be user, item or global, got "+clip(entity))
 		return
 	}
-	vals, found := s.f.Values(entity, id)
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadTimeout)
+	defer cancel()
+	vals, found, degradation := s.f.Values(ctx, entity, id)
 	now := time.Now().UnixMilli()
 	out := make(map[string]featureValue, len(vals.Features))
 	for name, v := range vals.Features {
@@ -314,7 +317,8 @@ func (s *Server) getFeatures(w http.ResponseWriter, r *http.Request) {
 		}
 		out[name] = fv
 	}
-	resp := map[string]any{"entity": entity, "id": id, "found": found, "features": out, "request_id": RequestID(r.Context())}
+	resp := map[string]any{"entity": entity, "id": id, "found": found, "features": out, "degradation": degradation,
+		"request_id": RequestID(r.Context())}
 	if vals.ComputedAt > 0 {
 		resp["computed_at"] = time.UnixMilli(vals.ComputedAt).UTC().Format(time.RFC3339Nano)
 		resp["staleness_ms"] = max(now-vals.ComputedAt, 0)
@@ -352,7 +356,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "recovering"})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]any{"status": "ready"}
+	if s.opts.Status != nil {
+		for k, v := range s.opts.Status() {
+			body[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 func clip(s string) string {

@@ -42,7 +42,7 @@ func benchDemoHandler(b *testing.B) (http.Handler, int) {
 	}
 	m := observe.NewMetrics(func() float64 { return 0 }, func() float64 { return -1 })
 	p := recommend.New(e, recommend.DefaultConfig())
-	return api.New(benchWriter{}, e, p, m, nil, api.DefaultOptions()).Handler(), opts.Users
+	return api.New(benchWriter{}, api.EngineReader{Engine: e}, p, m, nil, api.DefaultOptions()).Handler(), opts.Users
 }
 
 // benchZipfPaths are recommendation paths for users drawn Zipf(1.1) over

@@ -31,10 +31,27 @@ type Writer interface {
 	Ready() bool
 }
 
-// FeatureReader serves GET /v1/features.
+// FeatureReader serves GET /v1/features and item lookups. A remote store
+// reports the degradation level of what it served (healthy, stale,
+// degraded: defaults served because the store did not answer).
 type FeatureReader interface {
-	Values(entity, id string) (features.Values, bool)
-	Items(items []string, out []features.ItemInfo)
+	Values(ctx context.Context, entity, id string) (vals features.Values, found bool, degradation string)
+	Items(ctx context.Context, items []string, out []features.ItemInfo) (degradation string)
+}
+
+// EngineReader serves features straight from the local engine.
+type EngineReader struct{ *features.Engine }
+
+// Values reads one entity's features.
+func (e EngineReader) Values(_ context.Context, entity, id string) (features.Values, bool, string) {
+	v, ok := e.Engine.Values(entity, id)
+	return v, ok, recommend.Healthy
+}
+
+// Items reads item info.
+func (e EngineReader) Items(_ context.Context, ids []string, out []features.ItemInfo) string {
+	e.Engine.Items(ids, out)
+	return recommend.Healthy
 }
 
 // Options bound request sizes and time budgets.
@@ -46,6 +63,9 @@ type Options struct {
 	MaxK            int
 	MaxRankItems    int
 	ExtraEventTypes []string
+	// Status adds dependency detail (store, breakers) to /readyz. It never
+	// fails readiness: a node whose store is down still serves fallbacks.
+	Status func() map[string]any
 }
 
 // DefaultOptions are the serve defaults.

@@ -39,6 +39,8 @@ type Engine struct {
 	types   table[*typeInfo]
 	cats    table[string]
 	pruner  pruner
+
+	changes changeSet
 }
 
 // table interns names in first-seen order. The applier looks names up in
@@ -317,7 +319,9 @@ func (e *Engine) Apply(off uint64, rec *event.Record) {
 		e.applyItem(&rec.Item, wall)
 	case event.KindErase:
 		e.users.Delete(rec.User.ID)
+		e.changes.erase(rec.User.ID)
 	}
+	e.changes.touched = e.changes.on
 	if off != 0 {
 		e.applied.Store(off)
 	}
@@ -364,6 +368,7 @@ func (e *Engine) applyUserSide(ev *event.Interaction, wall int64, w *itemWork) {
 		u.lastTS = ev.TS
 	}
 	u.updated = wall
+	e.changes.user(ev.User)
 	if w.late {
 		e.late.Add(1)
 	} else {
@@ -412,6 +417,7 @@ func (e *Engine) applyItemSide(w *itemWork, rows []*itemRow) {
 		wCovis = ti.weight(ti.wCovis, ev)
 	}
 	it := rows[item]
+	e.changes.item(item)
 	it.mu.Lock()
 	it.updated = wall
 	if !w.late {
@@ -441,6 +447,7 @@ func (e *Engine) applyItemSide(w *itemWork, rows []*itemRow) {
 			continue
 		}
 		pr := rows[p]
+		e.changes.item(p)
 		pr.mu.Lock()
 		pr.covis.add(item, wCovis/float64(d+1), e.c.covis.N, &e.pruner)
 		pr.updated = wall
@@ -504,7 +511,9 @@ func (e *Engine) ApplyBatch(offs []uint64, recs []event.Record) {
 			e.applyItem(&r.Item, wall) // meta only: the item side never reads it
 		case event.KindErase:
 			e.users.Delete(r.User.ID)
+			e.changes.erase(r.User.ID)
 		}
+		e.changes.touched = e.changes.on
 		if off != 0 {
 			last = off
 		}
@@ -545,5 +554,8 @@ func (e *Engine) applyItem(m *event.Item, wall int64) {
 	it.meta = &itemMeta{categories: names, catIdx: idx, attributes: m.Attributes, hidden: m.Hidden}
 	it.updated = wall
 	it.mu.Unlock()
+	if e.changes.on {
+		e.changes.meta = append(e.changes.meta, it.idx)
+	}
 	e.trend.invalidate()
 }

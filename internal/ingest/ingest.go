@@ -46,9 +46,17 @@ type Service struct {
 	lastSnap atomic.Int64 // unix ms of the last snapshot; 0: none
 	pending  pendingQueue
 
+	afterApply func(applied uint64)
+
 	stop chan struct{}
 	done chan struct{}
 }
+
+// AfterApply sets a hook the applier calls after every applied batch, on
+// its goroutine and before waiters are woken: what it does is visible to
+// a request as soon as that request's events count as applied. Set it
+// before Start.
+func (s *Service) AfterApply(fn func(applied uint64)) { s.afterApply = fn }
 
 // Result is what POST /v1/events answers.
 type Result struct {
@@ -226,6 +234,9 @@ func (s *Service) applyFrom(ctx context.Context, from uint64) (uint64, error) {
 		s.logger.Error("skipping undecodable log record", "offset", off, "err", err)
 		return nil
 	})
+	if s.afterApply != nil && next > from {
+		s.afterApply(s.engine.Applied())
+	}
 	s.applyMu.Unlock()
 	if n := next - from; n > 0 && s.metrics != nil {
 		s.metrics.Applied.Add(float64(n))

@@ -93,15 +93,52 @@ type Response struct {
 
 // Pipeline produces recommendations. It is safe for concurrent use.
 type Pipeline struct {
-	f   Features
-	cfg Config
+	bind func(ctx context.Context) Features
+	cfg  Config
 	// Health reports the freshness of the feature state (Healthy or Stale);
 	// nil means always Healthy.
 	Health func() string
 }
 
 // New returns a pipeline over f.
-func New(f Features, cfg Config) *Pipeline { return &Pipeline{f: f, cfg: cfg} }
+func New(f Features, cfg Config) *Pipeline {
+	return &Pipeline{bind: func(context.Context) Features { return f }, cfg: cfg}
+}
+
+// NewBound returns a pipeline whose requests each read through their own
+// Features from bind: a remote store's view under the request's deadline.
+// When that view has a Degradation() string method, its level (the worst
+// freshness of what it served) is folded into the response.
+func NewBound(bind func(ctx context.Context) Features, cfg Config) *Pipeline {
+	return &Pipeline{bind: bind, cfg: cfg}
+}
+
+// leveled is a bound view that knows how fresh what it served was.
+type leveled interface{ Degradation() string }
+
+// worse returns the more degraded of two levels.
+func worse(a, b string) string {
+	rank := func(l string) int {
+		switch l {
+		case Stale:
+			return 1
+		case Degraded:
+			return 2
+		}
+		return 0
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}
+
+// fold merges what the view reports into the response.
+func fold(f Features, resp *Response) {
+	if l, ok := f.(leveled); ok {
+		resp.Degradation = worse(resp.Degradation, l.Degradation())
+	}
+}
 
 // Config returns the pipeline's configuration.
 func (p *Pipeline) Config() Config { return p.cfg }
@@ -187,22 +224,24 @@ func (c *candidates) reason(x *candidate, source, via string, score float64) {
 // has plus popularity backfill and reports Degraded, rather than failing.
 func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	k := min(max(req.K, 1), p.cfg.MaxK)
-	resp, c := p.gather(ctx, req.User, k, req.Explain)
+	f := p.bind(ctx)
+	resp, c := p.gather(ctx, f, req.User, k, req.Explain)
 	defer c.release()
-	list := p.filter(req, c.list)
+	list := p.filter(f, req, c.list)
 	p.score(list)
 	resp.Items = p.diversify(list, k, req.Explain)
+	fold(f, &resp)
 	return resp
 }
 
 // gather collects candidates from every source for user.
-func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool) (Response, *candidates) {
+func (p *Pipeline) gather(ctx context.Context, f Features, user string, k int, explain bool) (Response, *candidates) {
 	resp := Response{Model: Model, Degradation: Healthy}
 	if p.Health != nil {
 		resp.Degradation = p.Health()
 	}
 	c := newCandidates(explain)
-	u := p.f.User(user, p.cfg.RecentItems)
+	u := f.User(user, p.cfg.RecentItems)
 	resp.ColdStart = !u.Exists || len(u.Recent) == 0
 
 	// Co-visitation of recent items: the strongest "what comes next" signal.
@@ -212,7 +251,7 @@ func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool)
 			resp.Degradation = Degraded
 			break
 		}
-		ns := p.f.Neighbors(anchor.Item, p.cfg.NeighborsPerItem)
+		ns := f.Neighbors(anchor.Item, p.cfg.NeighborsPerItem)
 		total := 0.0
 		for _, n := range ns {
 			total += n.Weight
@@ -243,7 +282,7 @@ func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool)
 				break
 			}
 			share := cat.Score / sum
-			for rank, it := range p.f.Trending(cat.ID, p.cfg.PerCategory) {
+			for rank, it := range f.Trending(cat.ID, p.cfg.PerCategory) {
 				v := p.cfg.WeightCategory * share / (1 + float64(rank)/10)
 				x := c.get(it.ID, it.Ref)
 				x.category += v
@@ -255,7 +294,7 @@ func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool)
 	}
 
 	// Popularity: cold start and backfill; a small tie-breaker otherwise.
-	for rank, it := range p.f.Trending("", max(p.cfg.Popular, 2*k)) {
+	for rank, it := range f.Trending("", max(p.cfg.Popular, 2*k)) {
 		v := p.cfg.WeightPopular / (1 + float64(rank)/20)
 		x := c.get(it.ID, it.Ref)
 		x.popular += v
@@ -267,16 +306,16 @@ func (p *Pipeline) gather(ctx context.Context, user string, k int, explain bool)
 
 // filter drops seen (unless asked), hidden and excluded items, and fills
 // item info for scoring.
-func (p *Pipeline) filter(req Request, list []*candidate) []*candidate {
+func (p *Pipeline) filter(f Features, req Request, list []*candidate) []*candidate {
 	refs := make([]uint32, len(list))
 	for i, x := range list {
 		refs[i] = x.ref
 	}
 	infos := make([]features.ItemInfo, len(list))
-	p.f.ItemsByRef(refs, infos)
+	f.ItemsByRef(refs, infos)
 	seen := make([]bool, len(list))
 	if !req.IncludeSeen && req.User != "" {
-		p.f.SeenByRef(req.User, refs, seen)
+		f.SeenByRef(req.User, refs, seen)
 	}
 	var excluded map[string]bool
 	if len(req.Exclude) > 0 {

@@ -15,9 +15,10 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 	if p.Health != nil {
 		resp.Degradation = p.Health()
 	}
+	f := p.bind(ctx)
 	c := newCandidates(explain)
 	defer c.release()
-	ns := p.f.Neighbors(item, max(p.cfg.NeighborsPerItem, 2*k))
+	ns := f.Neighbors(item, max(p.cfg.NeighborsPerItem, 2*k))
 	total := 0.0
 	for _, n := range ns {
 		total += n.Weight
@@ -31,11 +32,11 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 		resp.Degradation = Degraded
 	}
 	info := make([]features.ItemInfo, 1)
-	if ref, ok := p.f.ItemRef(item); ok {
-		p.f.ItemsByRef([]uint32{ref}, info)
+	if ref, ok := f.ItemRef(item); ok {
+		f.ItemsByRef([]uint32{ref}, info)
 	}
 	for _, cat := range info[0].Categories {
-		for rank, it := range p.f.Trending(cat, p.cfg.PerCategory) {
+		for rank, it := range f.Trending(cat, p.cfg.PerCategory) {
 			v := p.cfg.WeightCategory / (1 + float64(rank)/10)
 			x := c.get(it.ID, it.Ref)
 			x.category += v
@@ -43,9 +44,10 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 		}
 	}
 	resp.Candidates = len(c.list)
-	list := p.filter(Request{IncludeSeen: true, Exclude: []string{item}}, c.list)
+	list := p.filter(f, Request{IncludeSeen: true, Exclude: []string{item}}, c.list)
 	p.score(list)
 	resp.Items = p.diversify(list, k, explain)
+	fold(f, &resp)
 	return resp
 }
 
@@ -55,7 +57,8 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 // trending tie-break (below 1e-9), so they follow the others in trending
 // order; unknown items score 0 and keep the caller's order at the end.
 func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explain bool) Response {
-	resp, c := p.gather(ctx, user, len(items), explain)
+	f := p.bind(ctx)
+	resp, c := p.gather(ctx, f, user, len(items), explain)
 	defer c.release()
 	list := make([]*candidate, 0, len(items))
 	var refs []uint32
@@ -66,7 +69,7 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 			continue
 		}
 		dedup[id] = true
-		ref, ok := p.f.ItemRef(id)
+		ref, ok := f.ItemRef(id)
 		x := c.byRef.get(ref)
 		switch {
 		case !ok:
@@ -81,7 +84,7 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 		}
 	}
 	infos := make([]features.ItemInfo, len(refs))
-	p.f.ItemsByRef(refs, infos)
+	f.ItemsByRef(refs, infos)
 	for i, x := range known {
 		x.info = infos[i]
 	}
@@ -91,5 +94,6 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 	for i, x := range list {
 		resp.Items[i] = toItem(x, x.score, explain)
 	}
+	fold(f, &resp)
 	return resp
 }

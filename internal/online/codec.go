@@ -1,0 +1,119 @@
+package online
+
+import (
+	"math"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/ripple-rec/ripple/internal/features"
+)
+
+// Logical entity keys; the store adds its version prefix and hash tag.
+func userKey(id string) string { return "u:" + id }
+func itemKey(id string) string { return "i:" + id }
+
+const globalKey = "g"
+
+// Fields of an entity record. Feature values are "f:<name>"; the rest is
+// what the recommendation pipeline reads, each its own field so a read
+// fetches only what it needs.
+const (
+	fieldView   = "_view"  // user: recent items, session, category affinity
+	fieldSeen   = "_seen"  // user: items interacted with, newest first
+	fieldInfo   = "_info"  // item: categories, hidden, trend score
+	fieldNbrs   = "_nbrs"  // item: co-visited neighbours, strongest first
+	fieldTrend  = "_trend" // global: trending; "_trend:<category>" per category
+	fieldAt     = "_at"    // computed_at (wall ms) of the record
+	featurePfx  = "f:"
+	trendCatPfx = fieldTrend + ":"
+)
+
+// Cache keys of the reader's tiers. They are also what the publisher
+// announces on the invalidation bus, so a tier ignores other tiers' keys.
+func userCacheKey(id string) string           { return "u:" + id }
+func infoCacheKey(id string) string           { return "i:" + id }
+func nbrsCacheKey(id string) string           { return "n:" + id }
+func trendCacheKey(cat string) string         { return "t:" + cat }
+func valuesCacheKey(entity, id string) string { return "v:" + entity + ":" + id }
+
+// userDoc is the _view field.
+type userDoc struct {
+	At         int64             `json:"at"`
+	Recent     []features.ItemAt `json:"recent"`
+	Session    []string          `json:"session,omitempty"`
+	Categories []features.Scored `json:"categories,omitempty"`
+	Events     int               `json:"events"`
+}
+
+// itemDoc is the _info field. Trend is nil for "no trending score" (the
+// engine's -Inf, which JSON cannot carry).
+type itemDoc struct {
+	At         int64    `json:"at"`
+	Categories []string `json:"categories,omitempty"`
+	Hidden     bool     `json:"hidden,omitempty"`
+	Trend      *float64 `json:"trend,omitempty"`
+}
+
+func (d *itemDoc) info() features.ItemInfo {
+	info := features.ItemInfo{Exists: true, Categories: d.Categories, Hidden: d.Hidden, Trend: math.Inf(-1)}
+	if d.Trend != nil {
+		info.Trend = *d.Trend
+	}
+	return info
+}
+
+func newItemDoc(at int64, info features.ItemInfo) itemDoc {
+	d := itemDoc{At: at, Categories: info.Categories, Hidden: info.Hidden}
+	if !math.IsInf(info.Trend, 0) && !math.IsNaN(info.Trend) {
+		t := info.Trend
+		d.Trend = &t
+	}
+	return d
+}
+
+// valueDoc is one feature value: "f:<name>".
+type valueDoc struct {
+	V any   `json:"v"`
+	T int64 `json:"t,omitempty"` // computed_at, wall ms
+	D bool  `json:"d,omitempty"` // the typed default
+}
+
+func encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only values the engine produced are encoded; they always marshal
+		// (NaN and Inf are kept out above). Fail loudly in tests.
+		panic("online: encode: " + err.Error())
+	}
+	return b
+}
+
+// valuesFields encodes an entity's feature values.
+func valuesFields(v features.Values, add func(name string, val []byte)) {
+	for name, fv := range v.Features {
+		val := fv.Value
+		if f, ok := val.(float64); ok && (math.IsInf(f, 0) || math.IsNaN(f)) {
+			val = nil
+		}
+		add(featurePfx+name, encode(valueDoc{V: val, T: fv.ComputedAt, D: fv.Default}))
+	}
+}
+
+// decodeValues reads the f:* fields of a record back into Values.
+func decodeValues(fields map[string][]byte) (features.Values, error) {
+	v := features.Values{Features: make(map[string]features.Value, len(fields))}
+	for name, raw := range fields {
+		if len(name) <= len(featurePfx) || name[:len(featurePfx)] != featurePfx {
+			continue
+		}
+		var d valueDoc
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return v, err
+		}
+		v.Features[name[len(featurePfx):]] = features.Value{Value: d.V, ComputedAt: d.T, Default: d.D}
+	}
+	if raw := fields[fieldAt]; raw != nil {
+		_ = json.Unmarshal(raw, &v.ComputedAt)
+	}
+	return v, nil
+}

@@ -1,0 +1,507 @@
+package online
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/store"
+)
+
+// PublisherOptions size what is published.
+type PublisherOptions struct {
+	// Source names the log the engine applies (offsets are per source).
+	Source string
+	// TTL is set on every record: entities nobody touches age out.
+	TTL         time.Duration
+	RecentItems int // items in a user's _view
+	Neighbors   int // co-visited neighbours per item
+	Seen        int // items in a user's _seen
+	Trending    int // items in each trending list
+	// GlobalEvery bounds how often the global record (trending lists) is
+	// rewritten: the trending index itself is rebuilt at most once a second.
+	GlobalEvery time.Duration
+	// RetryEvery is the pause after a failed write.
+	RetryEvery time.Duration
+	// CheckEvery is how often an idle publisher checks that the store
+	// still holds its offset: a Redis that restarted empty is found and
+	// resynced even when no event arrives.
+	CheckEvery time.Duration
+	// ResyncChunk is how many entities one resync write carries.
+	ResyncChunk int
+	Registerer  prometheus.Registerer
+	Logger      *slog.Logger
+}
+
+func (o *PublisherOptions) defaults() {
+	if o.TTL <= 0 {
+		o.TTL = 7 * 24 * time.Hour
+	}
+	if o.RecentItems <= 0 {
+		o.RecentItems = 50
+	}
+	if o.Neighbors <= 0 {
+		o.Neighbors = 100
+	}
+	if o.Seen <= 0 {
+		o.Seen = 1000
+	}
+	if o.Trending <= 0 {
+		o.Trending = 500
+	}
+	if o.GlobalEvery <= 0 {
+		o.GlobalEvery = time.Second
+	}
+	if o.RetryEvery <= 0 {
+		o.RetryEvery = 250 * time.Millisecond
+	}
+	if o.CheckEvery <= 0 {
+		o.CheckEvery = 2 * time.Second
+	}
+	if o.ResyncChunk <= 0 {
+		o.ResyncChunk = 2000
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Publisher writes what each apply changed to the online store.
+//
+// Users are materialized on the applying goroutine, right after their
+// events were applied, and written into this node's cache tier at once: a
+// user reads their own writes on this node before the store has them.
+// Items and the global record are materialized by the writer goroutine, so
+// co-visitation fan-out never slows the applier. Records are stamped with
+// the offset the applier had reached; reading the engine later can only
+// include more, and the store keeps the newer of two stamps.
+type Publisher struct {
+	eng  *features.Engine
+	st   store.Online
+	r    *Reader // this node's tiers; nil: none
+	opts PublisherOptions
+	m    *publisherMetrics
+
+	mu   sync.Mutex
+	pend pending
+
+	wake      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	resync    atomic.Bool
+	published atomic.Uint64 // offset the store acknowledged
+	started   atomic.Bool
+
+	lastAck    uint64 // writer goroutine only
+	lastGlobal time.Time
+}
+
+type pending struct {
+	users  map[string]store.Entity
+	items  map[string]struct{}
+	erased map[string]struct{}
+	global bool
+	offset uint64
+	since  time.Time // oldest change not yet written
+}
+
+func newPending() pending {
+	return pending{users: map[string]store.Entity{}, items: map[string]struct{}{}, erased: map[string]struct{}{}}
+}
+
+func (p *pending) empty() bool {
+	return len(p.users) == 0 && len(p.items) == 0 && len(p.erased) == 0 && !p.global
+}
+
+// NewPublisher tracks eng's changes from now on; call it before the engine
+// applies anything that must reach the store (Start resyncs anything older).
+func NewPublisher(eng *features.Engine, st store.Online, r *Reader, opts PublisherOptions) *Publisher {
+	opts.defaults()
+	eng.TrackChanges()
+	p := &Publisher{eng: eng, st: st, r: r, opts: opts, pend: newPending(),
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	p.m = newPublisherMetrics(opts.Registerer, p)
+	return p
+}
+
+// Start compares the store's offset for this source with the engine's and
+// resyncs everything when the store is behind (first start, or the store
+// lost its data), then runs the writer.
+func (p *Publisher) Start(ctx context.Context) {
+	off, err := p.st.Offset(ctx, p.opts.Source)
+	switch {
+	case err != nil:
+		p.opts.Logger.Warn("online store unreachable at start; will resync when it answers", "err", err)
+		p.resync.Store(true)
+	case off < p.eng.Applied():
+		p.opts.Logger.Info("online store behind the engine; resyncing", "store_offset", off, "applied", p.eng.Applied())
+		p.resync.Store(true)
+	default:
+		p.lastAck = off
+		p.published.Store(off)
+	}
+	p.started.Store(true)
+	go p.run()
+	p.kick()
+}
+
+// Published is the offset the store has acknowledged.
+func (p *Publisher) Published() uint64 { return p.published.Load() }
+
+// Close stops the writer after one last attempt to write what is pending.
+func (p *Publisher) Close() {
+	if !p.started.Load() {
+		return
+	}
+	close(p.stop)
+	<-p.done
+}
+
+func (p *Publisher) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// AfterApply takes the engine's changes up to applied. It runs on the
+// applying goroutine, between applies.
+func (p *Publisher) AfterApply(applied uint64) {
+	ch := p.eng.TakeChanges()
+	if ch.Empty() {
+		return
+	}
+	users := make([]store.Entity, 0, len(ch.Users))
+	for _, id := range ch.Users {
+		e, entry, vals := p.userRecord(id)
+		users = append(users, e)
+		if p.r != nil {
+			p.r.users.Set(userCacheKey(id), entry)
+			p.r.values.Set(valuesCacheKey(features.EntityUser, id), valuesEntry{vals: vals, found: true})
+		}
+	}
+	if p.r != nil {
+		for _, id := range ch.Erased {
+			p.r.users.Set(userCacheKey(id), userEntry{})
+			p.r.values.InvalidateLocal(valuesCacheKey(features.EntityUser, id))
+		}
+	}
+	p.mu.Lock()
+	if p.pend.empty() {
+		p.pend.since = time.Now()
+	}
+	for _, e := range users {
+		id := e.Key[len("u:"):]
+		delete(p.pend.erased, id)
+		p.pend.users[id] = e
+	}
+	for _, id := range ch.Erased {
+		delete(p.pend.users, id)
+		p.pend.erased[id] = struct{}{}
+	}
+	for _, id := range ch.Items {
+		p.pend.items[id] = struct{}{}
+	}
+	p.pend.global = p.pend.global || ch.Global
+	p.pend.offset = max(p.pend.offset, applied)
+	p.mu.Unlock()
+	p.kick()
+}
+
+func (p *Publisher) run() {
+	defer close(p.done)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	globalTick := time.NewTicker(p.opts.GlobalEvery)
+	defer globalTick.Stop()
+	check := time.NewTicker(p.opts.CheckEvery)
+	defer check.Stop()
+	for {
+		select {
+		case <-p.stop:
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			p.flush(ctx, true)
+			cancel()
+			return
+		case <-p.wake:
+		case <-retry.C:
+		case <-check.C:
+			if !p.storeLost() {
+				continue
+			}
+		case <-globalTick.C:
+			p.mu.Lock()
+			global := p.pend.global
+			p.mu.Unlock()
+			if !global && !p.resync.Load() {
+				continue
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ok := p.flush(ctx, false)
+		cancel()
+		if !ok {
+			retry.Reset(p.opts.RetryEvery + rand.N(p.opts.RetryEvery))
+		}
+	}
+}
+
+// flush writes what is pending; false means it must be retried.
+func (p *Publisher) flush(ctx context.Context, final bool) bool {
+	if p.resync.Load() {
+		if err := p.resyncAll(ctx); err != nil {
+			p.m.writes.WithLabelValues("failed").Inc()
+			p.opts.Logger.Warn("online store resync failed; retrying", "err", err)
+			return false
+		}
+		p.resync.Store(false)
+	}
+	p.mu.Lock()
+	pend := p.pend
+	p.pend = newPending()
+	// The global record is rewritten at most every GlobalEvery.
+	deferGlobal := pend.global && !final && time.Since(p.lastGlobal) < p.opts.GlobalEvery
+	if deferGlobal {
+		pend.global = false
+		p.pend.global = true
+		p.pend.offset = pend.offset
+		if p.pend.since.IsZero() {
+			p.pend.since = pend.since
+		}
+	}
+	p.mu.Unlock()
+	if pend.empty() {
+		return true
+	}
+	b := &store.Batch{Source: p.opts.Source, Offset: pend.offset, TTL: p.opts.TTL, Commit: true}
+	for _, e := range pend.users {
+		b.Put = append(b.Put, e)
+	}
+	for id := range pend.items {
+		b.Put = append(b.Put, p.itemRecord(id))
+	}
+	if pend.global {
+		b.Put = append(b.Put, p.globalRecord())
+	}
+	for id := range pend.erased {
+		b.Delete = append(b.Delete, userKey(id))
+	}
+	start := time.Now()
+	prev, err := p.st.Write(ctx, b)
+	p.m.writeSeconds.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.m.writes.WithLabelValues("failed").Inc()
+		p.requeue(pend)
+		p.opts.Logger.Debug("online store write failed; will retry", "entities", len(b.Put), "err", err)
+		return false
+	}
+	p.m.writes.WithLabelValues("ok").Inc()
+	p.m.entities.Add(float64(len(b.Put) + len(b.Delete)))
+	if pend.global {
+		p.lastGlobal = time.Now()
+	}
+	if prev < p.lastAck {
+		// The store holds less than it acknowledged: it restarted empty or
+		// failed over to a replica that was behind. Everything is rewritten.
+		p.opts.Logger.Warn("online store lost data; resyncing", "store_offset", prev, "acknowledged", p.lastAck)
+		p.m.resyncs.Inc()
+		p.resync.Store(true)
+		p.kick()
+	}
+	p.lastAck = max(p.lastAck, pend.offset)
+	p.published.Store(p.lastAck)
+	p.announce(pend)
+	return true
+}
+
+// storeLost reports whether the store holds less than it acknowledged
+// (it restarted empty, or failed over to a replica that was behind), and
+// schedules a resync when it does.
+func (p *Publisher) storeLost() bool {
+	if p.lastAck == 0 || p.resync.Load() {
+		return p.resync.Load()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	off, err := p.st.Offset(ctx, p.opts.Source)
+	if err != nil || off >= p.lastAck {
+		return false
+	}
+	p.opts.Logger.Warn("online store lost data; resyncing", "store_offset", off, "acknowledged", p.lastAck)
+	p.m.resyncs.Inc()
+	p.resync.Store(true)
+	return true
+}
+
+// requeue puts a failed batch back under what arrived since: newer user
+// records and erasures win over the failed ones.
+func (p *Publisher) requeue(old pending) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cur := &p.pend
+	for id, e := range old.users {
+		if _, newer := cur.users[id]; !newer {
+			if _, gone := cur.erased[id]; !gone {
+				cur.users[id] = e
+			}
+		}
+	}
+	for id := range old.erased {
+		if _, back := cur.users[id]; !back {
+			cur.erased[id] = struct{}{}
+		}
+	}
+	for id := range old.items {
+		cur.items[id] = struct{}{}
+	}
+	cur.global = cur.global || old.global
+	cur.offset = max(cur.offset, old.offset)
+	if cur.since.IsZero() || (!old.since.IsZero() && old.since.Before(cur.since)) {
+		cur.since = old.since
+	}
+}
+
+// announce tells other nodes' tiers to drop what this write replaced.
+func (p *Publisher) announce(pend pending) {
+	if p.r == nil || p.r.bus == nil {
+		return
+	}
+	keys := make([]string, 0, 2*len(pend.users)+3*len(pend.items)+len(pend.erased))
+	for id := range pend.users {
+		keys = append(keys, userCacheKey(id), valuesCacheKey(features.EntityUser, id))
+	}
+	for id := range pend.erased {
+		keys = append(keys, userCacheKey(id), valuesCacheKey(features.EntityUser, id))
+	}
+	for id := range pend.items {
+		keys = append(keys, infoCacheKey(id), nbrsCacheKey(id), valuesCacheKey(features.EntityItem, id))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := p.r.bus.Publish(ctx, keys); err != nil {
+		// TTLs bound how long other nodes serve the replaced values.
+		p.opts.Logger.Debug("invalidation publish failed", "keys", len(keys), "err", err)
+	}
+}
+
+// resyncAll rewrites every entity, in chunks, stamped with the offset
+// applied when it began; the offset is committed after the last chunk.
+func (p *Publisher) resyncAll(ctx context.Context) error {
+	off := p.eng.Applied()
+	start := time.Now()
+	n := 0
+	var chunk []store.Entity
+	write := func(commit bool) error {
+		b := &store.Batch{Source: p.opts.Source, Offset: off, TTL: p.opts.TTL, Put: chunk, Commit: commit}
+		if _, err := p.st.Write(ctx, b); err != nil {
+			return err
+		}
+		n += len(chunk)
+		chunk = chunk[:0]
+		return nil
+	}
+	var err error
+	p.eng.RangeUsers(func(id string) bool {
+		e, _, _ := p.userRecord(id)
+		chunk = append(chunk, e)
+		if len(chunk) == p.opts.ResyncChunk {
+			err = write(false)
+		}
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	p.eng.RangeItems(func(id string) bool {
+		chunk = append(chunk, p.itemRecord(id))
+		if len(chunk) == p.opts.ResyncChunk {
+			err = write(false)
+		}
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	chunk = append(chunk, p.globalRecord())
+	if err := write(true); err != nil {
+		return err
+	}
+	p.lastAck = max(p.lastAck, off)
+	p.published.Store(p.lastAck)
+	p.lastGlobal = time.Now()
+	p.opts.Logger.Info("online store resynced", "entities", n, "offset", off, "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// userRecord materializes one user: the store record, the decoded entry
+// for this node's tier, and the feature values.
+func (p *Publisher) userRecord(id string) (store.Entity, userEntry, features.Values) {
+	v := p.eng.User(id, p.opts.RecentItems)
+	vals, _ := p.eng.Values(features.EntityUser, id)
+	seen := p.eng.SeenItems(id, p.opts.Seen)
+	doc := userDoc{At: v.ComputedAt, Recent: v.Recent, Session: v.Session, Categories: v.Categories, Events: v.Events}
+	e := store.Entity{Key: userKey(id)}
+	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
+	add(fieldView, encode(doc))
+	add(fieldSeen, encode(seen))
+	add(fieldAt, strconv.AppendInt(nil, v.ComputedAt, 10))
+	valuesFields(vals, add)
+	p.m.observe(features.EntityUser, v.ComputedAt, vals)
+	return e, newUserEntry(doc, seen, v.Exists), vals
+}
+
+func (p *Publisher) itemRecord(id string) store.Entity {
+	info := make([]features.ItemInfo, 1)
+	p.eng.Items([]string{id}, info)
+	vals, _ := p.eng.Values(features.EntityItem, id)
+	nbrs := p.eng.Neighbors(id, p.opts.Neighbors)
+	if nbrs == nil {
+		nbrs = []features.Neighbor{}
+	}
+	e := store.Entity{Key: itemKey(id)}
+	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
+	add(fieldInfo, encode(newItemDoc(vals.ComputedAt, info[0])))
+	add(fieldNbrs, encode(nbrs))
+	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
+	valuesFields(vals, add)
+	p.m.observe(features.EntityItem, vals.ComputedAt, vals)
+	return e
+}
+
+func (p *Publisher) globalRecord() store.Entity {
+	vals, _ := p.eng.Values(features.EntityGlobal, "")
+	e := store.Entity{Key: globalKey}
+	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
+	add(fieldTrend, encode(scoredOrEmpty(p.eng.Trending("", p.opts.Trending))))
+	for _, c := range p.eng.TrendingCategories() {
+		add(trendCatPfx+c, encode(scoredOrEmpty(p.eng.Trending(c, p.opts.Trending))))
+	}
+	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
+	valuesFields(vals, add)
+	p.m.observe(features.EntityGlobal, vals.ComputedAt, vals)
+	return e
+}
+
+func scoredOrEmpty(l []features.Scored) []features.Scored {
+	if l == nil {
+		return []features.Scored{}
+	}
+	return l
+}
+
+// pendingAge is how long the oldest unwritten change has waited.
+func (p *Publisher) pendingAge() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.pend.empty() || p.pend.since.IsZero() {
+		return 0
+	}
+	return time.Since(p.pend.since).Seconds()
+}

@@ -1,0 +1,316 @@
+package online
+
+import (
+	"context"
+	"math"
+	"strings"
+	"sync"
+	"time"
+
+	json "github.com/goccy/go-json"
+
+	"github.com/ripple-rec/ripple/internal/cache"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/resilience"
+	"github.com/ripple-rec/ripple/internal/store"
+)
+
+// ReaderOptions size and time the cache tiers, one per feature group.
+type ReaderOptions struct {
+	Capacity int // L1 entries per tier
+	// TTLs per group: how long a value is served from L1 without asking
+	// the store. Invalidations from the bus usually end it sooner.
+	UserTTL, ItemTTL, NeighborsTTL, TrendingTTL, ValuesTTL time.Duration
+	// StaleFor: how long past its TTL a value may be served (marked stale)
+	// while a refresh runs or the store is failing.
+	StaleFor time.Duration
+	// FreshFor is the freshness threshold: a value older than this (since
+	// it was read from the store) makes the response "stale".
+	FreshFor time.Duration
+	Jitter   float64
+	Beta     float64       // XFetch early refresh
+	Timeout  time.Duration // per store read
+	Bus      cache.Bus
+	Metrics  *cache.Metrics
+}
+
+// DefaultReaderOptions are the serve defaults.
+func DefaultReaderOptions() ReaderOptions {
+	return ReaderOptions{Capacity: 100_000, UserTTL: 5 * time.Second, ItemTTL: 10 * time.Second,
+		NeighborsTTL: 10 * time.Second, TrendingTTL: time.Second, ValuesTTL: 2 * time.Second,
+		StaleFor: 5 * time.Minute, FreshFor: 30 * time.Second, Jitter: 0.1, Beta: 1, Timeout: 50 * time.Millisecond}
+}
+
+// userEntry is a user as the pipeline reads it.
+type userEntry struct {
+	view features.UserView
+	seen map[string]struct{}
+}
+
+func newUserEntry(d userDoc, seen []string, exists bool) userEntry {
+	e := userEntry{view: features.UserView{Exists: exists, ComputedAt: d.At, Recent: d.Recent, Session: d.Session,
+		Categories: d.Categories, Events: d.Events}}
+	e.seen = make(map[string]struct{}, len(seen))
+	for _, id := range seen {
+		e.seen[id] = struct{}{}
+	}
+	return e
+}
+
+type valuesEntry struct {
+	vals  features.Values
+	found bool
+}
+
+// Reader serves features from the online store through in-process tiers.
+type Reader struct {
+	st     store.Online
+	bus    cache.Bus
+	users  *cache.Tiered[userEntry]
+	infos  *cache.Tiered[features.ItemInfo]
+	nbrs   *cache.Tiered[[]features.Neighbor]
+	trend  *cache.Tiered[[]features.Scored]
+	values *cache.Tiered[valuesEntry]
+	// lastTrend keeps the last trending lists read, without expiry: the
+	// popularity fallback when the store fails and L1 has nothing.
+	lastTrend sync.Map // category → []features.Scored
+	defaults  func(entity string) features.Values
+	freshFor  time.Duration
+}
+
+// NewReader builds the tiers over st. defaults gives an entity's typed
+// defaults (the engine's Values for an unknown id).
+func NewReader(st store.Online, opts ReaderOptions, defaults func(entity string) features.Values) (*Reader, error) {
+	if opts.FreshFor <= 0 {
+		opts.FreshFor = 30 * time.Second
+	}
+	r := &Reader{st: st, bus: opts.Bus, defaults: defaults, freshFor: opts.FreshFor}
+	ttl := func(d time.Duration) func(string) time.Duration { return func(string) time.Duration { return d } }
+	var err error
+	if r.users, err = cache.New(cache.Options[userEntry]{Name: "user", Capacity: opts.Capacity, Load: r.loadUsers,
+		TTL: ttl(opts.UserTTL), Jitter: opts.Jitter, Beta: opts.Beta, StaleFor: opts.StaleFor,
+		LoadTimeout: opts.Timeout, Bus: opts.Bus, Metrics: opts.Metrics}); err != nil {
+		return nil, err
+	}
+	if r.infos, err = cache.New(cache.Options[features.ItemInfo]{Name: "item", Capacity: opts.Capacity, Load: r.loadInfos,
+		TTL: ttl(opts.ItemTTL), Jitter: opts.Jitter, Beta: opts.Beta, StaleFor: opts.StaleFor,
+		LoadTimeout: opts.Timeout, Bus: opts.Bus, Metrics: opts.Metrics}); err != nil {
+		return nil, err
+	}
+	if r.nbrs, err = cache.New(cache.Options[[]features.Neighbor]{Name: "neighbors", Capacity: opts.Capacity, Load: r.loadNbrs,
+		TTL: ttl(opts.NeighborsTTL), Jitter: opts.Jitter, Beta: opts.Beta, StaleFor: opts.StaleFor,
+		LoadTimeout: opts.Timeout, Bus: opts.Bus, Metrics: opts.Metrics}); err != nil {
+		return nil, err
+	}
+	if r.trend, err = cache.New(cache.Options[[]features.Scored]{Name: "trending", Capacity: 10_000, Load: r.loadTrend,
+		TTL: ttl(opts.TrendingTTL), Jitter: opts.Jitter, Beta: opts.Beta, StaleFor: opts.StaleFor,
+		LoadTimeout: opts.Timeout, Metrics: opts.Metrics}); err != nil {
+		return nil, err
+	}
+	if r.values, err = cache.New(cache.Options[valuesEntry]{Name: "values", Capacity: opts.Capacity, Load: r.loadValues,
+		TTL: ttl(opts.ValuesTTL), Jitter: opts.Jitter, StaleFor: opts.StaleFor,
+		LoadTimeout: opts.Timeout, Bus: opts.Bus, Metrics: opts.Metrics}); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Close stops the tiers' background work.
+func (r *Reader) Close() {
+	for _, c := range []interface{ Close() }{r.users, r.infos, r.nbrs, r.trend, r.values} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
+// strip removes a cache key's tier prefix ("u:", "i:", ...).
+func strip(keys []string, n int) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = k[n:]
+	}
+	return out
+}
+
+func (r *Reader) loadUsers(ctx context.Context, keys []string) ([]userEntry, []bool, error) {
+	ids := strip(keys, 2)
+	skeys := make([]string, len(ids))
+	for i, id := range ids {
+		skeys[i] = userKey(id)
+	}
+	rows, err := r.st.Get(ctx, skeys, []string{fieldView, fieldSeen})
+	if err != nil {
+		return nil, nil, err
+	}
+	vals, found := make([]userEntry, len(keys)), make([]bool, len(keys))
+	for i, row := range rows {
+		if row[0] == nil {
+			continue
+		}
+		var d userDoc
+		var seen []string
+		if err := json.Unmarshal(row[0], &d); err != nil {
+			return nil, nil, err
+		}
+		if row[1] != nil {
+			if err := json.Unmarshal(row[1], &seen); err != nil {
+				return nil, nil, err
+			}
+		}
+		vals[i], found[i] = newUserEntry(d, seen, true), true
+	}
+	return vals, found, nil
+}
+
+func (r *Reader) loadItemField(ctx context.Context, keys []string, field string, each func(i int, raw []byte) error) ([]bool, error) {
+	ids := strip(keys, 2)
+	skeys := make([]string, len(ids))
+	for i, id := range ids {
+		skeys[i] = itemKey(id)
+	}
+	rows, err := r.st.Get(ctx, skeys, []string{field})
+	if err != nil {
+		return nil, err
+	}
+	found := make([]bool, len(keys))
+	for i, row := range rows {
+		if row[0] == nil {
+			continue
+		}
+		if err := each(i, row[0]); err != nil {
+			return nil, err
+		}
+		found[i] = true
+	}
+	return found, nil
+}
+
+func (r *Reader) loadInfos(ctx context.Context, keys []string) ([]features.ItemInfo, []bool, error) {
+	vals := make([]features.ItemInfo, len(keys))
+	found, err := r.loadItemField(ctx, keys, fieldInfo, func(i int, raw []byte) error {
+		var d itemDoc
+		if err := json.Unmarshal(raw, &d); err != nil {
+			return err
+		}
+		vals[i] = d.info()
+		return nil
+	})
+	return vals, found, err
+}
+
+func (r *Reader) loadNbrs(ctx context.Context, keys []string) ([][]features.Neighbor, []bool, error) {
+	vals := make([][]features.Neighbor, len(keys))
+	found, err := r.loadItemField(ctx, keys, fieldNbrs, func(i int, raw []byte) error {
+		return json.Unmarshal(raw, &vals[i])
+	})
+	return vals, found, err
+}
+
+func (r *Reader) loadTrend(ctx context.Context, keys []string) ([][]features.Scored, []bool, error) {
+	fields := make([]string, len(keys))
+	for i, k := range keys {
+		fields[i] = fieldTrend
+		if cat := k[2:]; cat != "" {
+			fields[i] = trendCatPfx + cat
+		}
+	}
+	rows, err := r.st.Get(ctx, []string{globalKey}, fields)
+	if err != nil {
+		return nil, nil, err
+	}
+	vals, found := make([][]features.Scored, len(keys)), make([]bool, len(keys))
+	for i, raw := range rows[0] {
+		if raw == nil {
+			continue
+		}
+		if err := json.Unmarshal(raw, &vals[i]); err != nil {
+			return nil, nil, err
+		}
+		found[i] = true
+		r.lastTrend.Store(keys[i][2:], vals[i])
+	}
+	return vals, found, nil
+}
+
+func (r *Reader) loadValues(ctx context.Context, keys []string) ([]valuesEntry, []bool, error) {
+	vals, found := make([]valuesEntry, len(keys)), make([]bool, len(keys))
+	for i, k := range keys {
+		entity, id, _ := strings.Cut(k[2:], ":")
+		var skey string
+		switch entity {
+		case features.EntityUser:
+			skey = userKey(id)
+		case features.EntityItem:
+			skey = itemKey(id)
+		default:
+			skey = globalKey
+		}
+		fields, err := r.st.GetAll(ctx, skey)
+		if err != nil {
+			return nil, nil, err
+		}
+		if fields == nil {
+			continue
+		}
+		v, err := decodeValues(fields)
+		if err != nil {
+			return nil, nil, err
+		}
+		vals[i], found[i] = valuesEntry{vals: v, found: true}, true
+	}
+	return vals, found, nil
+}
+
+// level is what serving e costs in freshness: Degraded when there was no
+// value (the default is served), Stale when the value is older than the
+// freshness threshold (served from L1 while the store fails, or not yet
+// refreshed), else Healthy.
+func level[V any](e cache.Entry[V], freshFor time.Duration) resilience.Level {
+	switch {
+	case e.Err != nil:
+		return resilience.Degraded
+	case e.Stale && time.Since(e.LoadedAt) > freshFor:
+		return resilience.Stale
+	}
+	return resilience.Healthy
+}
+
+// Values reads an entity's feature values: from the store, or the typed
+// defaults (and Degraded) when it cannot answer. Missing features of a
+// found record are filled with their defaults too.
+func (r *Reader) Values(ctx context.Context, entity, id string) (features.Values, bool, resilience.Level) {
+	e, _ := r.values.Get(ctx, valuesCacheKey(entity, id))
+	lvl := level(e, r.freshFor)
+	def := r.defaults(entity)
+	if e.Err != nil || !e.Found || !e.Value.found {
+		return def, false, lvl
+	}
+	out := features.Values{ComputedAt: e.Value.vals.ComputedAt, Features: make(map[string]features.Value, len(def.Features))}
+	for name, v := range def.Features {
+		if got, ok := e.Value.vals.Features[name]; ok {
+			v = got
+		}
+		out.Features[name] = v
+	}
+	return out, true, lvl
+}
+
+// Items reads item info for ids.
+func (r *Reader) Items(ctx context.Context, ids []string, out []features.ItemInfo) resilience.Level {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = infoCacheKey(id)
+	}
+	entries := make([]cache.Entry[features.ItemInfo], len(ids))
+	_ = r.infos.GetBatch(ctx, keys, entries)
+	var t resilience.Tracker
+	for i, e := range entries {
+		t.Note(level(e, r.freshFor))
+		out[i] = features.ItemInfo{Trend: math.Inf(-1)}
+		if e.Err == nil && e.Found {
+			out[i] = e.Value
+		}
+	}
+	return t.Level()
+}

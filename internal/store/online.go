@@ -1,0 +1,58 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Online is a shared online feature store: each entity is a record of named
+// fields (an entity's feature groups), written whole by the feature engine
+// that owns it and read in batches by any number of serving nodes.
+type Online interface {
+	// Get reads fields of many entities in one round trip: out[i][j] is
+	// field j of keys[i], nil when the entity or field is absent.
+	Get(ctx context.Context, keys, fields []string) ([][][]byte, error)
+	// GetAll reads every field of one entity (nil map: absent).
+	GetAll(ctx context.Context, key string) (map[string][]byte, error)
+	// Write stores a batch of whole entities and then, if b.Commit, the
+	// source's applied offset; it returns the offset the store held for the
+	// source before (0: none, e.g. the store lost its data).
+	Write(ctx context.Context, b *Batch) (prev uint64, err error)
+	// Offset is the applied log offset the store holds for source.
+	Offset(ctx context.Context, source string) (uint64, error)
+}
+
+// Field is one named value of an entity.
+type Field struct {
+	Name  string
+	Value []byte
+}
+
+// Entity is the whole record of one entity.
+type Entity struct {
+	Key    string
+	Fields []Field
+}
+
+// Batch is what one flush of the feature engine writes.
+//
+// Entities are written whole (absolute values, never increments), each
+// stamped with the source and the offset its state includes, and the store
+// keeps an entity's newer stamp over an older one from the same source. So
+// a replay after a crash rewrites the same values (exactly-once effect) and
+// the offset recorded last never claims more than the store holds.
+type Batch struct {
+	Source string // the log the state was computed from
+	Offset uint64 // log offset the state includes
+	TTL    time.Duration
+	Put    []Entity
+	Delete []string
+	// Commit records Offset as the source's offset after the entities are
+	// written. A resync written in several batches commits only the last.
+	Commit bool
+}
+
+// ErrUnavailable wraps every failure of a remote store, so callers can tell
+// "the store did not answer" from bad input.
+var ErrUnavailable = errors.New("online store unavailable")
