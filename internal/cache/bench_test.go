@@ -138,3 +138,25 @@ func BenchmarkHitLatency(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGetMiss measures the miss path without a store: a load of a key never seen (L1 is
+// kept small so it stays cheap), so the cost of singleflight, the load goroutine and its deadline.
+func BenchmarkGetMiss(b *testing.B) {
+	for _, batch := range []int{1, 100} {
+		b.Run(fmt.Sprintf("keys=%d", batch), func(b *testing.B) {
+			keys := benchKeys(1 << 20)
+			c := newBenchCache(b, nil)
+			out := make([]Entry[int], batch)
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				lo := (i * batch) % (len(keys) - batch)
+				if err := c.GetBatch(ctx, keys[lo:lo+batch], out); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}

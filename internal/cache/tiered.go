@@ -64,7 +64,8 @@ type Options[V any] struct {
 	Bus Bus
 	// Metrics, if set, receives this cache's metrics.
 	Metrics *Metrics
-	// Now is the clock; tests pass a fake one. Default time.Now.
+	// Now is the clock; tests pass a fake one. Default time.Now. With a clock of its own, L1
+	// drops expired entries only as it is used, not also once a second.
 	Now func() time.Time
 	// Rand returns a uniform number in [0, 1) for jitter and XFetch; tests pass a fixed one.
 	// Default math/rand/v2.Float64.
@@ -197,9 +198,9 @@ func New[V any](opts Options[V]) (*Tiered[V], error) {
 		t.coarse = otter.NewCoarseClock(coarseResolution)
 		oo.Clock = t.coarse
 	} else {
-		// Same clock for otter's expiry as for ours; no ticks, so no periodic clean-up goroutine
-		// runs on a fake clock (reads and writes still expire entries).
-		oo.Clock = fakeClock{t.now}
+		// L1 expires entries on the same clock; it gets no ticks, so no periodic clean-up runs
+		// on a clock that may not move.
+		oo.Clock = clockFunc(t.now)
 	}
 	l1, err := otter.New(oo)
 	if err != nil {
@@ -219,10 +220,11 @@ func New[V any](opts Options[V]) (*Tiered[V], error) {
 	return t, nil
 }
 
-type fakeClock struct{ now func() time.Time }
+// clockFunc is an otter.Clock over Options.Now.
+type clockFunc func() time.Time
 
-func (c fakeClock) NowNano() int64                      { return c.now().UnixNano() }
-func (c fakeClock) Tick(time.Duration) <-chan time.Time { return nil }
+func (c clockFunc) NowNano() int64                      { return c().UnixNano() }
+func (c clockFunc) Tick(time.Duration) <-chan time.Time { return nil }
 
 func (t *Tiered[V]) nowNano() int64 { return t.now().UnixNano() }
 

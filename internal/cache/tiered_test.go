@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -317,11 +318,12 @@ func TestGetBatchMetrics(t *testing.T) {
 	getBatch(t, f.c, "a", "x") // 2 l1 misses; store: 1 hit, 1 miss
 	getBatch(t, f.c, "a", "x") // 1 l1 hit, 1 negative hit
 	f.clock.Advance(11 * time.Second)
-	out := getBatch(t, f.c, "a") // stale
+	out := getBatch(t, f.c, "a") // stale, refreshed in the background: store hit
 	require.True(t, out[0].Stale)
+	f.c.wg.Wait()
 
 	assert.Equal(t, 2, f.metric(f.m.misses, "test", "l1"))
-	assert.Equal(t, 1, f.metric(f.m.hits, "test", "store"))
+	assert.Equal(t, 2, f.metric(f.m.hits, "test", "store"))
 	assert.Equal(t, 1, f.metric(f.m.misses, "test", "store"))
 	assert.Equal(t, 1, f.metric(f.m.hits, "test", "l1"))
 	assert.Equal(t, 1, f.metric(f.m.negativeHits, "test", "l1"))
@@ -735,4 +737,21 @@ func TestClose(t *testing.T) {
 	_, err := f.c.Get(context.Background(), "b")
 	assert.ErrorIs(t, err, ErrClosed)
 	f.c.Close() // idempotent
+}
+
+func TestCloseStopsGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	c, err := New(Options[int]{ // real clock: L1 runs a clean-up and a clock goroutine
+		Capacity: 10,
+		Load:     newFakeStore(map[string]int{"a": 1}).Load,
+		TTL:      constTTL(time.Second),
+		StaleFor: time.Second,
+	})
+	require.NoError(t, err)
+	for i := range 100 {
+		_, err := c.Get(context.Background(), fmt.Sprint(i))
+		require.NoError(t, err)
+	}
+	c.Close()
+	eventually(t, "goroutines to stop", func() bool { return runtime.NumGoroutine() <= before })
 }

@@ -61,7 +61,7 @@ type Changes struct {
 }
 
 // Empty reports whether nothing changed.
-func (c *Changes) Empty() bool {
+func (c Changes) Empty() bool {
 	return !c.Global && len(c.Users) == 0 && len(c.Erased) == 0 && len(c.Items) == 0
 }
 

@@ -152,7 +152,8 @@ func (p *Publisher) Start(ctx context.Context) {
 	p.kick()
 }
 
-// Published is the offset the store has acknowledged.
+// Published is the offset up to which the store holds every change: 0
+// while a resync is due.
 func (p *Publisher) Published() uint64 { return p.published.Load() }
 
 // Close stops the writer after one last attempt to write what is pending.
@@ -310,13 +311,15 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 	if prev < p.lastAck {
 		// The store holds less than it acknowledged: it restarted empty or
 		// failed over to a replica that was behind. Everything is rewritten.
-		p.opts.Logger.Warn("online store lost data; resyncing", "store_offset", prev, "acknowledged", p.lastAck)
-		p.m.resyncs.Inc()
-		p.resync.Store(true)
+		p.lost(prev)
 		p.kick()
+		p.announce(pend)
+		return true
 	}
 	p.lastAck = max(p.lastAck, pend.offset)
-	p.published.Store(p.lastAck)
+	if !p.resync.Load() {
+		p.published.Store(p.lastAck)
+	}
 	p.announce(pend)
 	return true
 }
@@ -334,10 +337,18 @@ func (p *Publisher) storeLost() bool {
 	if err != nil || off >= p.lastAck {
 		return false
 	}
-	p.opts.Logger.Warn("online store lost data; resyncing", "store_offset", off, "acknowledged", p.lastAck)
+	p.lost(off)
+	return true
+}
+
+// lost schedules a resync: the store holds less than it acknowledged.
+// Until the resync is done nothing counts as published.
+func (p *Publisher) lost(storeOffset uint64) {
+	p.opts.Logger.Warn("online store lost data; resyncing", "store_offset", storeOffset, "acknowledged", p.lastAck)
 	p.m.resyncs.Inc()
 	p.resync.Store(true)
-	return true
+	p.lastAck = 0
+	p.published.Store(0)
 }
 
 // requeue puts a failed batch back under what arrived since: newer user

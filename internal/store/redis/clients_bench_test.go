@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,10 +46,10 @@ func BenchmarkClientsHMGET(b *testing.B) {
 	b.Cleanup(func() { _ = gr.Close() })
 
 	reads := []struct {
-		name string
-		read clientsBatchRead
+		name, command string // command: as named in Redis' INFO commandstats
+		read          clientsBatchRead
 	}{
-		{"rueidis", func(ctx context.Context) error {
+		{"rueidis", "hmget", func(ctx context.Context) error {
 			cmds := make(rueidis.Commands, len(keys))
 			for i, k := range keys {
 				cmds[i] = rue.B().Hmget().Key(k).Field(fields...).Build()
@@ -64,7 +65,7 @@ func BenchmarkClientsHMGET(b *testing.B) {
 			}
 			return nil
 		}},
-		{"goredis", func(ctx context.Context) error {
+		{"goredis", "hmget", func(ctx context.Context) error {
 			cmds := make([]*goredis.SliceCmd, len(keys))
 			if _, err := gr.Pipelined(ctx, func(p goredis.Pipeliner) error {
 				for i, k := range keys {
@@ -81,7 +82,7 @@ func BenchmarkClientsHMGET(b *testing.B) {
 			}
 			return nil
 		}},
-		{"rueidis-hgetall", func(ctx context.Context) error {
+		{"rueidis-hgetall", "hgetall", func(ctx context.Context) error {
 			cmds := make(rueidis.Commands, len(keys))
 			for i, k := range keys {
 				cmds[i] = rue.B().Hgetall().Key(k).Build()
@@ -97,7 +98,7 @@ func BenchmarkClientsHMGET(b *testing.B) {
 			}
 			return nil
 		}},
-		{"goredis-hgetall", func(ctx context.Context) error {
+		{"goredis-hgetall", "hgetall", func(ctx context.Context) error {
 			cmds := make([]*goredis.MapStringStringCmd, len(keys))
 			if _, err := gr.Pipelined(ctx, func(p goredis.Pipeliner) error {
 				for i, k := range keys {
@@ -121,6 +122,7 @@ func BenchmarkClientsHMGET(b *testing.B) {
 		}
 		b.Run(r.name+"/serial", func(b *testing.B) {
 			b.ReportAllocs()
+			clientsResetServerStats(b, gr)
 			lat := make([]time.Duration, 0, 1<<20)
 			for b.Loop() {
 				start := time.Now()
@@ -132,10 +134,12 @@ func BenchmarkClientsHMGET(b *testing.B) {
 				}
 			}
 			clientsReportLatency(b, lat)
+			clientsReportServerTime(b, gr, r.command)
 		})
 		b.Run(r.name+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(clientsParallelism)
+			clientsResetServerStats(b, gr)
 			var mu sync.Mutex
 			var lat []time.Duration
 			b.RunParallel(func(pb *testing.PB) {
@@ -155,6 +159,7 @@ func BenchmarkClientsHMGET(b *testing.B) {
 				mu.Unlock()
 			})
 			clientsReportLatency(b, lat)
+			clientsReportServerTime(b, gr, r.command)
 		})
 	}
 }
@@ -205,4 +210,36 @@ func clientsReportLatency(b *testing.B, lat []time.Duration) {
 	at := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) }
 	b.ReportMetric(at(0.50), "p50-µs/batch")
 	b.ReportMetric(at(0.99), "p99-µs/batch")
+}
+
+func clientsResetServerStats(b *testing.B, c *goredis.Client) {
+	if err := c.ConfigResetStat(context.Background()).Err(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// clientsReportServerTime reports the time Redis itself spent executing
+// one batch (INFO commandstats, since the last reset), which separates the
+// server's cost of a command from the client's.
+func clientsReportServerTime(b *testing.B, c *goredis.Client, command string) {
+	info, err := c.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// cmdstat_hmget:calls=200,usec=1234,usec_per_call=6.17,...
+	_, line, ok := strings.Cut(info, "cmdstat_"+command+":")
+	if !ok {
+		b.Fatalf("no %s in INFO commandstats", command)
+	}
+	for kv := range strings.SplitSeq(strings.TrimSpace(strings.SplitN(line, "\n", 2)[0]), ",") {
+		if v, ok := strings.CutPrefix(kv, "usec_per_call="); ok {
+			perCall, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(perCall*clientsEntities, "server-µs/batch")
+			return
+		}
+	}
+	b.Fatalf("no usec_per_call for %s in %q", command, line)
 }

@@ -1,0 +1,192 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ripple-rec/ripple/internal/redistest"
+	"github.com/ripple-rec/ripple/internal/resilience"
+	"github.com/ripple-rec/ripple/internal/store"
+)
+
+func open(t *testing.T, srv *redistest.Server, opts Options) *Store {
+	t.Helper()
+	opts.Addrs = []string{srv.Addr()}
+	s, err := Open(context.Background(), opts)
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func ent(key string, kv ...string) store.Entity {
+	e := store.Entity{Key: key}
+	for i := 0; i < len(kv); i += 2 {
+		e.Fields = append(e.Fields, store.Field{Name: kv[i], Value: []byte(kv[i+1])})
+	}
+	return e
+}
+
+func TestWriteGetAndOffsets(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, Options{})
+	ctx := context.Background()
+
+	prev, err := s.Write(ctx, &store.Batch{Source: "a", Offset: 10, TTL: time.Hour, Commit: true,
+		Put: []store.Entity{ent("u:1", "x", "1", "y", "2"), ent("u:2", "x", "3")}})
+	require.NoError(t, err)
+	assert.Zero(t, prev, "first write: the store held no offset")
+
+	rows, err := s.Get(ctx, []string{"u:1", "u:2", "u:missing"}, []string{"x", "y"})
+	require.NoError(t, err)
+	assert.Equal(t, [][][]byte{{[]byte("1"), []byte("2")}, {[]byte("3"), nil}, {nil, nil}}, rows)
+	all, err := s.GetAll(ctx, "u:1")
+	require.NoError(t, err)
+	assert.Equal(t, []byte("2"), all["y"])
+	assert.Equal(t, []byte("10"), all["_off"], "records carry the offset their state includes")
+	none, err := s.GetAll(ctx, "u:missing")
+	require.NoError(t, err)
+	assert.Nil(t, none)
+
+	// An older flush from the same source never overwrites newer state.
+	_, err = s.Write(ctx, &store.Batch{Source: "a", Offset: 5, Commit: true, Put: []store.Entity{ent("u:1", "x", "old")}})
+	require.NoError(t, err)
+	rows, _ = s.Get(ctx, []string{"u:1"}, []string{"x"})
+	assert.Equal(t, "1", string(rows[0][0]))
+	off, err := s.Offset(ctx, "a")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(10), off, "the offset never moves backwards")
+
+	// A replay of the same offset rewrites the same record: idempotent.
+	// A newer one replaces the whole record (fields it lacks are gone).
+	prev, err = s.Write(ctx, &store.Batch{Source: "a", Offset: 12, Commit: true, Put: []store.Entity{ent("u:1", "x", "new")}})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(10), prev)
+	rows, _ = s.Get(ctx, []string{"u:1"}, []string{"x", "y"})
+	assert.Equal(t, [][]byte{[]byte("new"), nil}, rows[0])
+
+	// Another source's state is not ordered against this one's: it wins.
+	_, err = s.Write(ctx, &store.Batch{Source: "b", Offset: 1, Commit: true, Put: []store.Entity{ent("u:1", "x", "from-b")}})
+	require.NoError(t, err)
+	rows, _ = s.Get(ctx, []string{"u:1"}, []string{"x"})
+	assert.Equal(t, "from-b", string(rows[0][0]))
+
+	// Uncommitted batches (resync chunks) leave the offset alone; deletes work.
+	_, err = s.Write(ctx, &store.Batch{Source: "a", Offset: 99, Put: []store.Entity{ent("u:3", "x", "9")}, Delete: []string{"u:2"}})
+	require.NoError(t, err)
+	off, _ = s.Offset(ctx, "a")
+	assert.Equal(t, uint64(12), off)
+	rows, _ = s.Get(ctx, []string{"u:2", "u:3"}, []string{"x"})
+	assert.Nil(t, rows[0][0])
+	assert.Equal(t, "9", string(rows[1][0]))
+}
+
+func TestKeysAreVersionedAndSlotTagged(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, Options{Prefix: "v2"})
+	assert.Equal(t, "v2:{u:alice}", s.Key("u:alice"))
+	_, err := s.Write(context.Background(), &store.Batch{Source: "a", Offset: 1, TTL: time.Minute, Commit: true,
+		Put: []store.Entity{ent("u:alice", "x", "1")}})
+	require.NoError(t, err)
+	ttl, err := s.Client().Do(context.Background(), s.Client().B().Pttl().Key("v2:{u:alice}").Build()).AsInt64()
+	require.NoError(t, err)
+	assert.Greater(t, ttl, int64(50_000), "every record has a TTL")
+	assert.LessOrEqual(t, ttl, int64(60_000))
+}
+
+func TestWriteChunksLargeBatches(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, Options{WriteChunk: 7})
+	var b store.Batch
+	b.Source, b.Offset, b.Commit = "a", 3, true
+	keys := []string{}
+	for i := range 50 {
+		k := "i:" + string(rune('A'+i))
+		keys = append(keys, k)
+		b.Put = append(b.Put, ent(k, "n", k))
+	}
+	_, err := s.Write(context.Background(), &b)
+	require.NoError(t, err)
+	rows, err := s.Get(context.Background(), keys, []string{"n"})
+	require.NoError(t, err)
+	for i, k := range keys {
+		assert.Equal(t, k, string(rows[i][0]))
+	}
+}
+
+func TestScriptsReloadAfterRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv, Options{})
+	ctx := context.Background()
+	_, err := s.Write(ctx, &store.Batch{Source: "a", Offset: 5, Commit: true, Put: []store.Entity{ent("u:1", "x", "1")}})
+	require.NoError(t, err)
+	srv.Restart() // empty, and without the scripts' SHA1s
+	require.Eventually(t, func() bool {
+		_, err := s.Offset(ctx, "a")
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond)
+	// Connections that saw the restart fail once (no retries: the caller
+	// decides); the write then succeeds through NOSCRIPT → EVAL.
+	var prev uint64
+	require.Eventually(t, func() bool {
+		prev, err = s.Write(ctx, &store.Batch{Source: "a", Offset: 6, Commit: true, Put: []store.Entity{ent("u:1", "x", "2")}})
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond)
+	assert.Zero(t, prev, "the store lost its data: the writer must resync")
+	rows, err := s.Get(ctx, []string{"u:1"}, []string{"x"})
+	require.NoError(t, err)
+	assert.Equal(t, "2", string(rows[0][0]))
+}
+
+// A hung Redis (accepts, never answers) costs a read its deadline and no
+// more; after enough failures the breaker answers at once.
+func TestHungRedisFailsFastThenBreakerOpens(t *testing.T) {
+	srv := redistest.Start(t)
+	read := resilience.NewBreaker(resilience.BreakerConfig{Name: "r", Timeout: 30 * time.Millisecond, MaxFailures: 3, CoolDown: time.Hour})
+	s := open(t, srv, Options{Read: read})
+	ctx := context.Background()
+	_, err := s.Get(ctx, []string{"u:1"}, []string{"x"})
+	require.NoError(t, err)
+
+	srv.Freeze()
+	defer srv.Thaw()
+	for range 3 {
+		start := time.Now()
+		_, err := s.Get(ctx, []string{"u:1"}, []string{"x"})
+		require.ErrorIs(t, err, store.ErrUnavailable)
+		assert.Less(t, time.Since(start), 500*time.Millisecond, "bounded by the read deadline")
+	}
+	assert.Equal(t, resilience.StateOpen, read.State())
+	start := time.Now()
+	_, err = s.Get(ctx, []string{"u:1"}, []string{"x"})
+	require.ErrorIs(t, err, resilience.ErrOpen)
+	assert.Less(t, time.Since(start), 5*time.Millisecond, "an open breaker answers without calling Redis")
+}
+
+// With every slot taken, a call waits the bounded pool wait and fails: it
+// never queues behind a slow Redis.
+func TestPoolExhaustionIsBounded(t *testing.T) {
+	srv := redistest.Start(t)
+	pool := resilience.NewPool(1, 20*time.Millisecond)
+	s := open(t, srv, Options{Pool: pool})
+	release, err := pool.Acquire(context.Background())
+	require.NoError(t, err)
+	start := time.Now()
+	_, err = s.Get(context.Background(), []string{"u:1"}, []string{"x"})
+	assert.True(t, errors.Is(err, resilience.ErrPoolExhausted) && errors.Is(err, store.ErrUnavailable), "%v", err)
+	assert.Less(t, time.Since(start), 300*time.Millisecond)
+	release()
+	_, err = s.Get(context.Background(), []string{"u:1"}, []string{"x"})
+	assert.NoError(t, err)
+}
+
+func TestOpenFailsWithoutAnyAddress(t *testing.T) {
+	_, err := Open(context.Background(), Options{})
+	assert.Error(t, err)
+	_, err = Open(context.Background(), Options{Addrs: []string{"127.0.0.1:1"}})
+	assert.Error(t, err, "a Redis that does not answer at start is a configuration error")
+}
