@@ -149,6 +149,7 @@ func TestTwoServeProcessesShareRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	cfg := writeConfig(t, srv.Addr(), "")
 	a := startServe(t, "--config", cfg, "--data-dir", t.TempDir(), "--demo")
+	waitPublished(t, a)
 	b := startServe(t, "--config", cfg, "--data-dir", t.TempDir())
 
 	// b serves the demo state a published: same recommendations.
@@ -174,6 +175,16 @@ func TestTwoServeProcessesShareRedis(t *testing.T) {
 	}
 	t.Logf("event accepted by one node → visible through the other: worst of 10 after a cached read: %v", worst)
 	assert.Less(t, worst, 2*time.Second, "far below the 1m cache TTL: invalidation, not expiry")
+}
+
+// waitPublished waits until the node's store holds all it applied.
+func waitPublished(t *testing.T, p *serveProc) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		_, body := fetchJSON(t, p.url+"/readyz")
+		st, _ := body["store"].(map[string]any)
+		return st != nil && st["published_offset"] == st["applied_offset"]
+	}, 20*time.Second, 10*time.Millisecond)
 }
 
 // outageLoad counts what a stream of recommendation requests got.

@@ -41,6 +41,8 @@ type RedisBus struct {
 	client  rueidis.Client
 	channel string
 	sender  string
+	// confirms counts subscription confirmations (tests wait on it).
+	confirms atomic.Int64
 
 	mu     sync.Mutex
 	closed bool
@@ -84,7 +86,8 @@ func (b *RedisBus) Publish(ctx context.Context, keys []string) error {
 }
 
 // Subscribe implements Bus. When the subscription drops (Redis restarted, network), it
-// resubscribes with exponential backoff (50ms to 5s, jittered) and then calls fn(nil).
+// resubscribes with exponential backoff (50ms to 5s, jittered) and then calls fn(nil); the
+// first subscription does not (nothing can have been missed before it).
 func (b *RedisBus) Subscribe(ctx context.Context, fn func(keys []string)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -99,12 +102,19 @@ func (b *RedisBus) Subscribe(ctx context.Context, fn func(keys []string)) error 
 	b.wg.Add(2)
 	go func() {
 		defer b.wg.Done()
+		// The first confirmation is the subscription starting, not coming
+		// back: nothing was missed, and flushing then would throw away what
+		// the first requests just loaded.
+		first := true
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-subscribed:
-				fn(nil)
+				if !first {
+					fn(nil)
+				}
+				first = false
 			}
 		}
 	}()
@@ -124,6 +134,7 @@ func (b *RedisBus) receive(ctx context.Context, fn func([]string), subscribed ch
 	hooked := rueidis.WithOnSubscriptionHook(ctx, func(s rueidis.PubSubSubscription) {
 		if s.Kind == "subscribe" && s.Channel == b.channel {
 			confirmed.Store(true)
+			b.confirms.Add(1)
 			select {
 			case subscribed <- struct{}{}:
 			default: // a flush is pending already

@@ -119,11 +119,12 @@ func (in *instance) cached(key string) (int, bool) {
 	return e.Value.value, ok
 }
 
-// waitSubscribed waits for the first subscription, which flushes L1 once.
+// waitSubscribed waits for the n-th subscription confirmation; every one
+// after the first flushes L1.
 func (in *instance) waitSubscribed(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for in.flushes() < n {
+	for in.bus.confirms.Load() < int64(n) || in.flushes() < n-1 {
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: subscription %d not established", in.name, n)
 		}

@@ -463,7 +463,7 @@ func (p *Publisher) userRecord(id string) (store.Entity, userEntry, features.Val
 	add(fieldView, encode(doc))
 	add(fieldSeen, encode(seen))
 	add(fieldAt, strconv.AppendInt(nil, v.ComputedAt, 10))
-	valuesFields(vals, add)
+	add(fieldValues, valuesField(vals))
 	p.m.observe(features.EntityUser, v.ComputedAt, vals)
 	return e, newUserEntry(doc, seen, v.Exists), vals
 }
@@ -481,7 +481,7 @@ func (p *Publisher) itemRecord(id string) store.Entity {
 	add(fieldInfo, encode(newItemDoc(vals.ComputedAt, info[0])))
 	add(fieldNbrs, encode(nbrs))
 	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
-	valuesFields(vals, add)
+	add(fieldValues, valuesField(vals))
 	p.m.observe(features.EntityItem, vals.ComputedAt, vals)
 	return e
 }
@@ -495,7 +495,7 @@ func (p *Publisher) globalRecord() store.Entity {
 		add(trendCatPfx+c, encode(scoredOrEmpty(p.eng.Trending(c, p.opts.Trending))))
 	}
 	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
-	valuesFields(vals, add)
+	add(fieldValues, valuesField(vals))
 	p.m.observe(features.EntityGlobal, vals.ComputedAt, vals)
 	return e
 }

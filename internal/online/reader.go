@@ -85,6 +85,9 @@ func NewReader(st store.Online, opts ReaderOptions, defaults func(entity string)
 		opts.FreshFor = 30 * time.Second
 	}
 	r := &Reader{st: st, bus: opts.Bus, defaults: defaults, freshFor: opts.FreshFor}
+	if opts.Bus != nil {
+		opts.Bus = &fanout{bus: opts.Bus}
+	}
 	ttl := func(d time.Duration) func(string) time.Duration { return func(string) time.Duration { return d } }
 	var err error
 	if r.users, err = cache.New(cache.Options[userEntry]{Name: "user", Capacity: opts.Capacity, Load: r.loadUsers,
@@ -234,26 +237,28 @@ func (r *Reader) loadTrend(ctx context.Context, keys []string) ([][]features.Sco
 }
 
 func (r *Reader) loadValues(ctx context.Context, keys []string) ([]valuesEntry, []bool, error) {
-	vals, found := make([]valuesEntry, len(keys)), make([]bool, len(keys))
+	skeys := make([]string, len(keys))
 	for i, k := range keys {
 		entity, id, _ := strings.Cut(k[2:], ":")
-		var skey string
 		switch entity {
 		case features.EntityUser:
-			skey = userKey(id)
+			skeys[i] = userKey(id)
 		case features.EntityItem:
-			skey = itemKey(id)
+			skeys[i] = itemKey(id)
 		default:
-			skey = globalKey
+			skeys[i] = globalKey
 		}
-		fields, err := r.st.GetAll(ctx, skey)
-		if err != nil {
-			return nil, nil, err
-		}
-		if fields == nil {
+	}
+	rows, err := r.st.Get(ctx, skeys, []string{fieldValues, fieldAt})
+	if err != nil {
+		return nil, nil, err
+	}
+	vals, found := make([]valuesEntry, len(keys)), make([]bool, len(keys))
+	for i, row := range rows {
+		if row[0] == nil {
 			continue
 		}
-		v, err := decodeValues(fields)
+		v, err := decodeValues(row[0], row[1])
 		if err != nil {
 			return nil, nil, err
 		}

@@ -64,7 +64,7 @@ func TestPoolReleaseFrees(t *testing.T) {
 	go func() {
 		r, err := p.Acquire(context.Background()) // waits for the slot
 		if err == nil {
-			defer r()
+			r()
 		}
 		got <- err
 	}()
@@ -179,7 +179,8 @@ func TestPoolNeverOversubscribes(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	assert.Equal(t, size, peak)
+	assert.LessOrEqual(t, peak, size)
+	assert.Positive(t, peak)
 }
 
 func TestNewPoolSizeAtLeastOne(t *testing.T) {

@@ -4,6 +4,7 @@ package redis
 // entities × 50 features in one pipelined round trip. These benchmarks put
 // rueidis and go-redis through exactly that shape against a private
 // redis-server (redistest), serially and with 16 batches in flight.
+// Results and their reading: internal/redistest/CLIENTS.md.
 //
 //	go test -run '^$' -bench Clients -benchtime 3s ./internal/store/redis/
 
@@ -32,10 +33,22 @@ const (
 // clientsBatchRead reads the whole batch once and checks its shape.
 type clientsBatchRead func(ctx context.Context) error
 
-func BenchmarkClientsHMGET(b *testing.B) {
+// BenchmarkClientsHMGET runs with Redis' default hash encoding: a 50-field
+// hash of short values is a listpack, which HMGET scans once per field.
+func BenchmarkClientsHMGET(b *testing.B) { clientsBench(b, "", true) }
+
+// BenchmarkClientsHMGETHashtable forces hashes into hashtable encoding
+// (hash-max-listpack-entries 0): O(1) field lookups for about three times
+// the memory, reported as redis-B/entity.
+func BenchmarkClientsHMGETHashtable(b *testing.B) { clientsBench(b, "0", false) }
+
+// clientsBench populates a fresh server, with hash-max-listpack-entries set
+// to maxListpack unless empty, and runs every read serially and, if
+// parallel, with clientsParallelism × GOMAXPROCS batches in flight.
+func clientsBench(b *testing.B, maxListpack string, parallel bool) {
 	srv := redistest.Start(b)
 	ctx := context.Background()
-	keys, fields := clientsPopulate(b, srv.Addr())
+	keys, fields := clientsPopulate(b, srv.Addr(), maxListpack)
 
 	rue, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{srv.Addr()}, DisableCache: true})
 	if err != nil {
@@ -134,8 +147,11 @@ func BenchmarkClientsHMGET(b *testing.B) {
 				}
 			}
 			clientsReportLatency(b, lat)
-			clientsReportServerTime(b, gr, r.command)
+			clientsReportServer(b, gr, r.command, keys[0])
 		})
+		if !parallel {
+			continue
+		}
 		b.Run(r.name+"/parallel", func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(clientsParallelism)
@@ -159,7 +175,7 @@ func BenchmarkClientsHMGET(b *testing.B) {
 				mu.Unlock()
 			})
 			clientsReportLatency(b, lat)
-			clientsReportServerTime(b, gr, r.command)
+			clientsReportServer(b, gr, r.command, keys[0])
 		})
 	}
 }
@@ -173,7 +189,7 @@ func clientsCheck(n int) error {
 
 // clientsPopulate writes clientsEntities hashes v1:{u:N}, each with
 // clientsFeatures fields of 8–16 byte values, and returns their names.
-func clientsPopulate(b *testing.B, addr string) (keys, fields []string) {
+func clientsPopulate(b *testing.B, addr, maxListpack string) (keys, fields []string) {
 	b.Helper()
 	for f := range clientsFeatures {
 		fields = append(fields, "f"+strconv.Itoa(f))
@@ -181,6 +197,11 @@ func clientsPopulate(b *testing.B, addr string) (keys, fields []string) {
 	c := goredis.NewClient(&goredis.Options{Addr: addr})
 	defer c.Close()
 	ctx := context.Background()
+	if maxListpack != "" {
+		if err := c.ConfigSet(ctx, "hash-max-listpack-entries", maxListpack).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
 	_, err := c.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for e := range clientsEntities {
 			key := "v1:{u:" + strconv.Itoa(e) + "}"
@@ -218,11 +239,18 @@ func clientsResetServerStats(b *testing.B, c *goredis.Client) {
 	}
 }
 
-// clientsReportServerTime reports the time Redis itself spent executing
-// one batch (INFO commandstats, since the last reset), which separates the
-// server's cost of a command from the client's.
-func clientsReportServerTime(b *testing.B, c *goredis.Client, command string) {
-	info, err := c.Info(context.Background(), "commandstats").Result()
+// clientsReportServer reports the time Redis itself spent executing one
+// batch (INFO commandstats, since the last reset), which separates the
+// server's cost of a command from the client's, and the memory one entity
+// takes in Redis.
+func clientsReportServer(b *testing.B, c *goredis.Client, command, key string) {
+	ctx := context.Background()
+	mem, err := c.MemoryUsage(ctx, key).Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(mem), "redis-B/entity")
+	info, err := c.Info(ctx, "commandstats").Result()
 	if err != nil {
 		b.Fatal(err)
 	}

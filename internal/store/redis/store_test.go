@@ -3,6 +3,8 @@ package redis
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -189,4 +191,66 @@ func TestOpenFailsWithoutAnyAddress(t *testing.T) {
 	assert.Error(t, err)
 	_, err = Open(context.Background(), Options{Addrs: []string{"127.0.0.1:1"}})
 	assert.Error(t, err, "a Redis that does not answer at start is a configuration error")
+}
+
+// BenchmarkGet100x50 is the issue's serving shape: 100 entities × 50
+// features in one pipelined read through the store's guards (admission
+// pool and breaker). p99 is reported per batch.
+func BenchmarkGet100x50(b *testing.B) {
+	b.Run("field-per-feature", func(b *testing.B) { benchGet(b, false) })
+	b.Run("field-per-group", func(b *testing.B) { benchGet(b, true) })
+}
+
+func benchGet(b *testing.B, grouped bool) {
+	srv := redistest.Start(b)
+	s, err := Open(context.Background(), Options{Addrs: []string{srv.Addr()},
+		Read: resilience.NewBreaker(resilience.BreakerConfig{Name: "bench", Timeout: time.Second}),
+		Pool: resilience.NewPool(64, time.Second)})
+	require.NoError(b, err)
+	defer s.Close()
+	keys := make([]string, 100)
+	fields := make([]string, 50)
+	for j := range fields {
+		fields[j] = "f:feature_" + strconv.Itoa(j)
+	}
+	batch := store.Batch{Source: "bench", Offset: 1, Commit: true}
+	for i := range keys {
+		keys[i] = "u:user" + strconv.Itoa(i)
+		e := store.Entity{Key: keys[i]}
+		var group []byte
+		for _, f := range fields {
+			v := []byte(`{"v":12.5,"t":1763769600000}`)
+			e.Fields = append(e.Fields, store.Field{Name: f, Value: v})
+			group = append(append(append(group, f...), ':'), v...)
+		}
+		e.Fields = append(e.Fields, store.Field{Name: "_features", Value: group})
+		batch.Put = append(batch.Put, e)
+	}
+	last := len(fields) - 1
+	if grouped {
+		// All 50 values in one field: one lookup and one bulk string per
+		// entity instead of 50.
+		fields, last = []string{"_features"}, 0
+	}
+	_, err = s.Write(context.Background(), &batch)
+	require.NoError(b, err)
+	ctx := context.Background()
+	lat := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		rows, err := s.Get(ctx, keys, fields)
+		lat = append(lat, time.Since(start))
+		if err != nil {
+			b.Fatalf("read %d: %v", len(lat), err)
+		}
+		if rows[99][last] == nil {
+			b.Fatal("value missing")
+		}
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 }
