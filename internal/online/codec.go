@@ -18,12 +18,12 @@ const globalKey = "g"
 // what the recommendation pipeline reads, each its own field so a read
 // fetches only what it needs.
 const (
-	fieldView   = "_view"  // user: recent items, session, category affinity
-	fieldSeen   = "_seen"  // user: items interacted with, newest first
-	fieldInfo   = "_info"  // item: categories, hidden, trend score
-	fieldNbrs   = "_nbrs"  // item: co-visited neighbours, strongest first
-	fieldTrend  = "_trend" // global: trending; "_trend:<category>" per category
-	fieldAt     = "_at"    // computed_at (wall ms) of the record
+	fieldView  = "_view"  // user: recent items, session, category affinity
+	fieldSeen  = "_seen"  // user: items interacted with, newest first
+	fieldInfo  = "_info"  // item: categories, hidden, trend score
+	fieldNbrs  = "_nbrs"  // item: co-visited neighbours, strongest first
+	fieldTrend = "_trend" // global: trending; "_trend:<category>" per category
+	fieldAt    = "_at"    // computed_at (wall ms) of the record
 	// fieldValues holds every feature value of the entity in one field:
 	// one lookup and one bulk string per entity on a batch read instead of
 	// one per feature (4-5× less time for 100 entities × 50 features, see
