@@ -526,6 +526,10 @@ func (t *Tiered[V]) supersedeLocked(key string) {
 	}
 }
 
+// Purge drops every L1 entry of this instance; loads running now will not
+// store their results.
+func (t *Tiered[V]) Purge() { t.flush() }
+
 // flush drops all of L1: invalidations may have been missed.
 func (t *Tiered[V]) flush() {
 	t.mu.Lock()

@@ -32,7 +32,7 @@ type node struct {
 	off  uint64
 }
 
-func newNode(t *testing.T, srv *redistest.Server, source string, ro ReaderOptions) *node {
+func newNode(t testing.TB, srv *redistest.Server, source string, ro ReaderOptions) *node {
 	t.Helper()
 	n := &node{eng: features.NewEngine(features.DefaultConfig(), nil)}
 	n.read = resilience.NewBreaker(resilience.BreakerConfig{Name: "read-" + source, Timeout: 50 * time.Millisecond,
@@ -75,7 +75,7 @@ func (n *node) apply(recs []event.Record) {
 	}
 }
 
-func (n *node) waitPublished(t *testing.T) {
+func (n *node) waitPublished(t testing.TB) {
 	t.Helper()
 	require.Eventually(t, func() bool { return n.pub.Published() >= n.eng.Applied() }, 10*time.Second, 5*time.Millisecond)
 }
