@@ -3,7 +3,9 @@ package online
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -75,13 +77,13 @@ func (o *PublisherOptions) defaults() {
 
 // Publisher writes what each apply changed to the online store.
 //
-// Users are materialized on the applying goroutine, right after their
-// events were applied, and written into this node's cache tier at once: a
-// user reads their own writes on this node before the store has them.
-// Items and the global record are materialized by the writer goroutine, so
-// co-visitation fan-out never slows the applier. Records are stamped with
-// the offset the applier had reached; reading the engine later can only
-// include more, and the store keeps the newer of two stamps.
+// The applying goroutine only notes which entities changed; the writer
+// goroutine reads them from the engine, writes them, and then updates this
+// node's tiers. Until a changed user is written, this node's reader serves
+// that user from the engine (read-your-writes before the store has them).
+// Records are stamped with the offset the applier had reached when the
+// changes were taken; reading the engine later can only include more, and
+// the store keeps the newer of two stamps.
 type Publisher struct {
 	eng  *features.Engine
 	st   store.Online
@@ -91,6 +93,9 @@ type Publisher struct {
 
 	mu   sync.Mutex
 	pend pending
+	// unwritten: users changed (or erased) here and not yet acknowledged
+	// by the store, with the offset that changed them last.
+	unwritten map[string]uint64
 
 	wake      chan struct{}
 	stop      chan struct{}
@@ -104,7 +109,7 @@ type Publisher struct {
 }
 
 type pending struct {
-	users  map[string]store.Entity
+	users  map[string]struct{}
 	items  map[string]struct{}
 	erased map[string]struct{}
 	global bool
@@ -113,7 +118,7 @@ type pending struct {
 }
 
 func newPending() pending {
-	return pending{users: map[string]store.Entity{}, items: map[string]struct{}{}, erased: map[string]struct{}{}}
+	return pending{users: map[string]struct{}{}, items: map[string]struct{}{}, erased: map[string]struct{}{}}
 }
 
 func (p *pending) empty() bool {
@@ -125,10 +130,26 @@ func (p *pending) empty() bool {
 func NewPublisher(eng *features.Engine, st store.Online, r *Reader, opts PublisherOptions) *Publisher {
 	opts.defaults()
 	eng.TrackChanges()
-	p := &Publisher{eng: eng, st: st, r: r, opts: opts, pend: newPending(),
+	p := &Publisher{eng: eng, st: st, r: r, opts: opts, pend: newPending(), unwritten: map[string]uint64{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	p.m = newPublisherMetrics(opts.Registerer, p)
+	if r != nil {
+		r.local = p.localUser
+	}
 	return p
+}
+
+// localUser is the engine's copy of a user this node changed and the
+// store does not have yet.
+func (p *Publisher) localUser(id string) (userEntry, features.Values, bool) {
+	p.mu.Lock()
+	_, ok := p.unwritten[id]
+	p.mu.Unlock()
+	if !ok {
+		return userEntry{}, features.Values{}, false
+	}
+	_, _, entry, vals := p.userState(id)
+	return entry, vals, true
 }
 
 // Start compares the store's offset for this source with the engine's and
@@ -173,39 +194,25 @@ func (p *Publisher) kick() {
 }
 
 // AfterApply takes the engine's changes up to applied. It runs on the
-// applying goroutine, between applies.
+// applying goroutine, between applies, and only records ids.
 func (p *Publisher) AfterApply(applied uint64) {
 	ch := p.eng.TakeChanges()
 	if ch.Empty() {
 		return
 	}
-	users := make([]store.Entity, 0, len(ch.Users))
-	for _, id := range ch.Users {
-		e, entry, vals := p.userRecord(id)
-		users = append(users, e)
-		if p.r != nil {
-			p.r.users.Set(userCacheKey(id), entry)
-			p.r.values.Set(valuesCacheKey(features.EntityUser, id), valuesEntry{vals: vals, found: true})
-		}
-	}
-	if p.r != nil {
-		for _, id := range ch.Erased {
-			p.r.users.Set(userCacheKey(id), userEntry{})
-			p.r.values.InvalidateLocal(valuesCacheKey(features.EntityUser, id))
-		}
-	}
 	p.mu.Lock()
 	if p.pend.empty() {
 		p.pend.since = time.Now()
 	}
-	for _, e := range users {
-		id := e.Key[len("u:"):]
+	for _, id := range ch.Users {
 		delete(p.pend.erased, id)
-		p.pend.users[id] = e
+		p.pend.users[id] = struct{}{}
+		p.unwritten[id] = applied
 	}
 	for _, id := range ch.Erased {
 		delete(p.pend.users, id)
 		p.pend.erased[id] = struct{}{}
+		p.unwritten[id] = applied
 	}
 	for _, id := range ch.Items {
 		p.pend.items[id] = struct{}{}
@@ -282,8 +289,12 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 		return true
 	}
 	b := &store.Batch{Source: p.opts.Source, Offset: pend.offset, TTL: p.opts.TTL, Commit: true}
-	for _, e := range pend.users {
+	entries := make(map[string]userEntry, len(pend.users))
+	values := make(map[string]features.Values, len(pend.users))
+	for id := range pend.users {
+		e, entry, vals := p.userRecord(id)
 		b.Put = append(b.Put, e)
+		entries[id], values[id] = entry, vals
 	}
 	for id := range pend.items {
 		b.Put = append(b.Put, p.itemRecord(id))
@@ -313,6 +324,7 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 		// failed over to a replica that was behind. Everything is rewritten.
 		p.lost(prev)
 		p.kick()
+		p.refreshLocal(pend, entries, values)
 		p.announce(pend)
 		return true
 	}
@@ -320,6 +332,7 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 	if !p.resync.Load() {
 		p.published.Store(p.lastAck)
 	}
+	p.refreshLocal(pend, entries, values)
 	p.announce(pend)
 	return true
 }
@@ -351,17 +364,50 @@ func (p *Publisher) lost(storeOffset uint64) {
 	p.published.Store(0)
 }
 
-// requeue puts a failed batch back under what arrived since: newer user
-// records and erasures win over the failed ones.
+// refreshLocal puts what the store now holds into this node's tiers (its
+// own invalidations do not reach it) and ends the local reads of users
+// the store has caught up with.
+func (p *Publisher) refreshLocal(pend pending, entries map[string]userEntry, values map[string]features.Values) {
+	if p.r != nil {
+		for id, e := range entries {
+			p.r.users.Set(userCacheKey(id), e)
+			p.r.values.Set(valuesCacheKey(features.EntityUser, id), valuesEntry{vals: values[id], found: true})
+		}
+		for id := range pend.erased {
+			p.r.users.Set(userCacheKey(id), userEntry{})
+			p.r.values.InvalidateLocal(valuesCacheKey(features.EntityUser, id))
+		}
+		ids := slices.Collect(maps.Keys(pend.items))
+		keys := make([]string, len(ids))
+		for _, tier := range []struct {
+			c   interface{ InvalidateLocal(...string) }
+			key func(string) string
+		}{{p.r.infos, infoCacheKey}, {p.r.nbrs, nbrsCacheKey}, {p.r.values, func(id string) string {
+			return valuesCacheKey(features.EntityItem, id)
+		}}} {
+			for i, id := range ids {
+				keys[i] = tier.key(id)
+			}
+			tier.c.InvalidateLocal(keys...)
+		}
+	}
+	p.mu.Lock()
+	for id, off := range p.unwritten {
+		if off <= pend.offset {
+			delete(p.unwritten, id)
+		}
+	}
+	p.mu.Unlock()
+}
+
+// requeue puts a failed batch back under what arrived since.
 func (p *Publisher) requeue(old pending) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cur := &p.pend
-	for id, e := range old.users {
-		if _, newer := cur.users[id]; !newer {
-			if _, gone := cur.erased[id]; !gone {
-				cur.users[id] = e
-			}
+	for id := range old.users {
+		if _, gone := cur.erased[id]; !gone {
+			cur.users[id] = struct{}{}
 		}
 	}
 	for id := range old.erased {
@@ -451,21 +497,28 @@ func (p *Publisher) resyncAll(ctx context.Context) error {
 	return nil
 }
 
-// userRecord materializes one user: the store record, the decoded entry
-// for this node's tier, and the feature values.
-func (p *Publisher) userRecord(id string) (store.Entity, userEntry, features.Values) {
+// userState reads one user from the engine: the pipeline's entry and the
+// feature values.
+func (p *Publisher) userState(id string) (userDoc, []string, userEntry, features.Values) {
 	v := p.eng.User(id, p.opts.RecentItems)
 	vals, _ := p.eng.Values(features.EntityUser, id)
 	seen := p.eng.SeenItems(id, p.opts.Seen)
 	doc := userDoc{At: v.ComputedAt, Recent: v.Recent, Session: v.Session, Categories: v.Categories, Events: v.Events}
+	return doc, seen, newUserEntry(doc, seen, v.Exists), vals
+}
+
+// userRecord materializes one user: the store record, the decoded entry
+// for this node's tier, and the feature values.
+func (p *Publisher) userRecord(id string) (store.Entity, userEntry, features.Values) {
+	doc, seen, entry, vals := p.userState(id)
 	e := store.Entity{Key: userKey(id)}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
 	add(fieldView, encode(doc))
 	add(fieldSeen, encode(seen))
-	add(fieldAt, strconv.AppendInt(nil, v.ComputedAt, 10))
+	add(fieldAt, strconv.AppendInt(nil, doc.At, 10))
 	add(fieldValues, valuesField(vals))
-	p.m.observe(features.EntityUser, v.ComputedAt, vals)
-	return e, newUserEntry(doc, seen, v.Exists), vals
+	p.m.observe(features.EntityUser, doc.At, vals)
+	return e, entry, vals
 }
 
 func (p *Publisher) itemRecord(id string) store.Entity {

@@ -76,6 +76,9 @@ type Reader struct {
 	lastTrend sync.Map // category → []features.Scored
 	defaults  func(entity string) features.Values
 	freshFor  time.Duration
+	// local, set by this node's publisher, serves a user it changed from
+	// the engine until the store has the change (read-your-writes).
+	local func(id string) (userEntry, features.Values, bool)
 }
 
 // NewReader builds the tiers over st. defaults gives an entity's typed
@@ -285,6 +288,11 @@ func level[V any](e cache.Entry[V], freshFor time.Duration) resilience.Level {
 // defaults (and Degraded) when it cannot answer. Missing features of a
 // found record are filled with their defaults too.
 func (r *Reader) Values(ctx context.Context, entity, id string) (features.Values, bool, resilience.Level) {
+	if entity == features.EntityUser && r.local != nil {
+		if e, vals, ok := r.local(id); ok {
+			return vals, e.view.Exists, resilience.Healthy
+		}
+	}
 	e, _ := r.values.Get(ctx, valuesCacheKey(entity, id))
 	lvl := level(e, r.freshFor)
 	def := r.defaults(entity)

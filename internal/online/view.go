@@ -45,6 +45,12 @@ func (v *View) userEntry(id string) *userEntry {
 	if v.u != nil && v.user == id {
 		return v.u
 	}
+	if v.r.local != nil {
+		if e, _, ok := v.r.local(id); ok {
+			v.user, v.u = id, &e
+			return &e
+		}
+	}
 	e, _ := v.r.users.Get(v.ctx, userCacheKey(id))
 	v.track.Note(level(e, v.r.freshFor))
 	u := &userEntry{}
