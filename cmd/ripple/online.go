@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ripple-rec/ripple/internal/api"
@@ -83,7 +84,9 @@ func durations(pairs ...any) error {
 // onlineParts is what `store: redis` adds to a node.
 type onlineParts struct {
 	store     *redis.Store
+	busMu     sync.Mutex
 	bus       *cache.RedisBus
+	closed    chan struct{}
 	reader    *online.Reader
 	publisher *online.Publisher
 	read      *resilience.Breaker
@@ -91,15 +94,34 @@ type onlineParts struct {
 	pool      *resilience.Pool
 }
 
+// attachBus starts cross-node invalidation once Redis is connected.
+func (o *onlineParts) attachBus(prefix string, logger *slog.Logger) {
+	o.busMu.Lock()
+	defer o.busMu.Unlock()
+	select {
+	case <-o.closed:
+		return
+	default:
+	}
+	o.bus = cache.NewRedisBus(o.store.Client(), prefix+":invalidate")
+	if err := o.reader.AttachBus(o.bus); err != nil {
+		logger.Error("invalidation bus", "err", err)
+	}
+}
+
 func (o *onlineParts) close() {
+	o.busMu.Lock()
+	close(o.closed)
+	bus := o.bus
+	o.busMu.Unlock()
 	if o.publisher != nil {
 		o.publisher.Close()
 	}
 	if o.reader != nil {
 		o.reader.Close()
 	}
-	if o.bus != nil {
-		o.bus.Close()
+	if bus != nil {
+		bus.Close()
 	}
 	if o.store != nil {
 		o.store.Close()
@@ -111,7 +133,7 @@ func (o *onlineParts) status(applied func() uint64) map[string]any {
 	return map[string]any{"store": map[string]any{
 		"kind": "redis", "read_breaker": o.read.State().String(), "write_breaker": o.write.State().String(),
 		"pool_in_use": o.pool.InUse(), "pool_size": o.pool.Size(),
-		"published_offset": o.publisher.Published(), "applied_offset": applied(),
+		"published_offset": o.publisher.Published(), "applied_offset": applied(), "connected": o.store.Client() != nil,
 	}}
 }
 
@@ -142,6 +164,7 @@ func openOnline(ctx context.Context, n *node, cfg redisConfig, dataDir string, l
 	}
 	rm := resilience.NewMetrics(n.metrics.Registry)
 	o := &onlineParts{
+		closed: make(chan struct{}),
 		read: resilience.NewBreaker(resilience.BreakerConfig{Name: "redis-read", Timeout: readT, Window: window,
 			MaxFailures: cfg.BreakerFailures, CoolDown: cool, Metrics: rm,
 			OnStateChange: func(name string, from, to resilience.State) {
@@ -155,13 +178,15 @@ func openOnline(ctx context.Context, n *node, cfg redisConfig, dataDir string, l
 		pool: resilience.NewPool(resilience.PoolSize(cfg.PeakRPS, lat, cfg.PoolSafety), wait,
 			resilience.WithPoolMetrics(rm, "redis")),
 	}
-	o.store, err = redis.Open(ctx, redis.Options{Addrs: cfg.Addrs, Prefix: cfg.Prefix, Username: cfg.Username,
-		Password: os.Getenv("RIPPLE_REDIS_PASSWORD"), Read: o.read, Write: o.write, Pool: o.pool})
+	// A Redis that is down at start is an outage like any other: the node
+	// starts, serves fallbacks and connects when Redis answers.
+	o.store, err = redis.OpenLazy(redis.Options{Addrs: cfg.Addrs, Prefix: cfg.Prefix, Username: cfg.Username,
+		Password: os.Getenv("RIPPLE_REDIS_PASSWORD"), Read: o.read, Write: o.write, Pool: o.pool}, time.Second,
+		func(err error) { logger.Debug("redis still unreachable", "err", err) })
 	if err != nil {
 		return nil, err
 	}
-	o.bus = cache.NewRedisBus(o.store.Client(), cfg.Prefix+":invalidate")
-	ro.Bus, ro.Metrics = o.bus, cache.NewMetrics(n.metrics.Registry)
+	ro.Metrics = cache.NewMetrics(n.metrics.Registry)
 	o.reader, err = online.NewReader(o.store, ro, func(entity string) features.Values {
 		v, _ := n.engine.Values(entity, "\x00unknown") // every feature's typed default
 		return v
@@ -172,6 +197,20 @@ func openOnline(ctx context.Context, n *node, cfg redisConfig, dataDir string, l
 	}
 	o.publisher = online.NewPublisher(n.engine, o.store, o.reader, online.PublisherOptions{Source: source, TTL: ttl,
 		Registerer: n.metrics.Registry, Logger: logger})
+	select {
+	case <-o.store.Connected():
+		o.attachBus(cfg.Prefix, logger)
+	default:
+		logger.Warn("redis unreachable at start: serving fallbacks until it answers", "addrs", cfg.Addrs)
+		go func() {
+			select {
+			case <-o.store.Connected():
+				logger.Info("redis connected", "addrs", cfg.Addrs)
+				o.attachBus(cfg.Prefix, logger)
+			case <-o.closed:
+			}
+		}()
+	}
 	return o, nil
 }
 

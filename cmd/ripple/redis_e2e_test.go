@@ -311,3 +311,29 @@ func TestServeWithExhaustedPool(t *testing.T) {
 	assert.Positive(t, res.degraded)
 	assert.Less(t, res.p99(), 250*time.Millisecond, "bounded wait, not a queue")
 }
+
+// Redis down when the server starts: it starts anyway, answers from
+// fallbacks, and connects, resyncs and serves fresh values once Redis is up.
+func TestServeStartsWhileRedisIsDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	srv := redistest.Start(t)
+	srv.Stop()
+	cfg := writeConfig(t, srv.Addr(), "")
+	a := startServe(t, "--config", cfg, "--data-dir", t.TempDir(), "--demo")
+	_, ready := fetchJSON(t, a.url+"/readyz")
+	assert.Equal(t, false, ready["store"].(map[string]any)["connected"])
+	code, rec := fetchJSON(t, a.url+"/v1/recommendations/u7?k=10")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "degraded", rec["degradation"])
+
+	srv.Restart()
+	require.Eventually(t, func() bool {
+		_, body := fetchJSON(t, a.url+"/readyz")
+		st, _ := body["store"].(map[string]any)
+		_, rec := fetchJSON(t, a.url+"/v1/recommendations/u7?k=10")
+		return st["connected"] == true && st["published_offset"] == st["applied_offset"] &&
+			rec["degradation"] == "healthy" && rec["cold_start"] == false
+	}, 20*time.Second, 50*time.Millisecond)
+}

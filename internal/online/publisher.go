@@ -427,7 +427,7 @@ func (p *Publisher) requeue(old pending) {
 
 // announce tells other nodes' tiers to drop what this write replaced.
 func (p *Publisher) announce(pend pending) {
-	if p.r == nil || p.r.bus == nil {
+	if p.r == nil {
 		return
 	}
 	keys := make([]string, 0, 2*len(pend.users)+3*len(pend.items)+len(pend.erased))

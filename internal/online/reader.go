@@ -65,7 +65,7 @@ type valuesEntry struct {
 // Reader serves features from the online store through in-process tiers.
 type Reader struct {
 	st     store.Online
-	bus    cache.Bus
+	bus    *fanout
 	users  *cache.Tiered[userEntry]
 	infos  *cache.Tiered[features.ItemInfo]
 	nbrs   *cache.Tiered[[]features.Neighbor]
@@ -87,10 +87,9 @@ func NewReader(st store.Online, opts ReaderOptions, defaults func(entity string)
 	if opts.FreshFor <= 0 {
 		opts.FreshFor = 30 * time.Second
 	}
-	r := &Reader{st: st, bus: opts.Bus, defaults: defaults, freshFor: opts.FreshFor}
-	if opts.Bus != nil {
-		opts.Bus = &fanout{bus: opts.Bus}
-	}
+	r := &Reader{st: st, bus: &fanout{}, defaults: defaults, freshFor: opts.FreshFor}
+	bus := opts.Bus
+	opts.Bus = r.bus
 	ttl := func(d time.Duration) func(string) time.Duration { return func(string) time.Duration { return d } }
 	var err error
 	if r.users, err = cache.New(cache.Options[userEntry]{Name: "user", Capacity: opts.Capacity, Load: r.loadUsers,
@@ -118,8 +117,18 @@ func NewReader(st store.Online, opts ReaderOptions, defaults func(entity string)
 		LoadTimeout: opts.Timeout, Bus: opts.Bus, Metrics: opts.Metrics}); err != nil {
 		return nil, err
 	}
+	if bus != nil {
+		if err := r.bus.attach(bus, false); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }
+
+// AttachBus connects the invalidation bus after the fact (the node
+// started while Redis was down). The tiers are flushed: they may have
+// missed invalidations.
+func (r *Reader) AttachBus(bus cache.Bus) error { return r.bus.attach(bus, true) }
 
 // Close stops the tiers' background work.
 func (r *Reader) Close() {

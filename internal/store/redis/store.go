@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -46,15 +48,66 @@ type Options struct {
 
 // Store is store.Online on Redis.
 type Store struct {
-	c    rueidis.Client
-	opts Options
+	cl        atomic.Pointer[clientRef] // nil until connected
+	opts      Options
+	connected chan struct{}
+	stop      chan struct{}
+	stopOnce  sync.Once
 }
+
+type clientRef struct{ rueidis.Client }
+
+// errNotConnected: the store has not reached Redis yet (OpenLazy).
+var errNotConnected = errors.New("redis: not connected yet")
 
 var _ store.Online = (*Store)(nil)
 
 // Open connects. It fails when no address answers, so a misconfigured
 // address is an error at start, not a silent fallback for ever.
 func Open(ctx context.Context, opts Options) (*Store, error) {
+	s, err := newStore(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.connect(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// OpenLazy returns at once and keeps connecting in the background: a node
+// whose Redis is down when it starts serves fallbacks (every call fails
+// with ErrUnavailable) until Redis answers, instead of failing to start.
+func OpenLazy(opts Options, retry time.Duration, logger func(err error)) (*Store, error) {
+	s, err := newStore(opts)
+	if err != nil {
+		return nil, err
+	}
+	if s.connect() == nil {
+		return s, nil
+	}
+	go func() {
+		t := time.NewTicker(retry)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+				err := s.connect()
+				if err == nil {
+					return
+				}
+				if logger != nil {
+					logger(err)
+				}
+			}
+		}
+	}()
+	return s, nil
+}
+
+func newStore(opts Options) (*Store, error) {
 	if len(opts.Addrs) == 0 {
 		return nil, errors.New("redis: no addresses")
 	}
@@ -67,6 +120,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if opts.OffsetTTL <= 0 {
 		opts.OffsetTTL = 30 * 24 * time.Hour
 	}
+	return &Store{opts: opts, connected: make(chan struct{}), stop: make(chan struct{})}, nil
+}
+
+func (s *Store) connect() error {
+	opts := s.opts
 	c, err := rueidis.NewClient(rueidis.ClientOption{
 		InitAddress: opts.Addrs, Username: opts.Username, Password: opts.Password,
 		// Server-assisted client caching is not used: internal/cache owns
@@ -80,17 +138,32 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		ClientName:       "ripple",
 	})
 	if err != nil {
-		return nil, fmt.Errorf("redis %v: %w", opts.Addrs, err)
+		return fmt.Errorf("redis %v: %w", opts.Addrs, err)
 	}
-	s := &Store{c: c, opts: opts}
-	return s, nil
+	s.cl.Store(&clientRef{c})
+	close(s.connected)
+	return nil
 }
 
+// Connected is closed once the store has reached Redis.
+func (s *Store) Connected() <-chan struct{} { return s.connected }
+
 // Client exposes the connection for the cache invalidation bus.
-func (s *Store) Client() rueidis.Client { return s.c }
+// It is nil until Connected is closed.
+func (s *Store) Client() rueidis.Client {
+	if r := s.cl.Load(); r != nil {
+		return r.Client
+	}
+	return nil
+}
 
 // Close closes the connections.
-func (s *Store) Close() { s.c.Close() }
+func (s *Store) Close() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	if c := s.Client(); c != nil {
+		c.Close()
+	}
+}
 
 // Key is the Redis key of a logical entity key such as "u:alice". The hash
 // tag keeps every command single-slot in Cluster.
@@ -100,7 +173,12 @@ func (s *Store) offsetKey(source string) string { return s.Key("offset:" + sourc
 
 // do runs fn under admission and the path's guard. Every failure comes back
 // wrapping store.ErrUnavailable.
-func (s *Store) do(ctx context.Context, g Guard, fn func(context.Context) error) error {
+func (s *Store) do(ctx context.Context, g Guard, call func(context.Context, rueidis.Client) error) error {
+	c := s.Client()
+	if c == nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, errNotConnected)
+	}
+	fn := func(ctx context.Context) error { return call(ctx, c) }
 	if s.opts.Pool != nil {
 		release, err := s.opts.Pool.Acquire(ctx)
 		if err != nil {
@@ -126,12 +204,12 @@ func (s *Store) Get(ctx context.Context, keys, fields []string) ([][][]byte, err
 	if len(keys) == 0 {
 		return out, nil
 	}
-	err := s.do(ctx, s.opts.Read, func(ctx context.Context) error {
+	err := s.do(ctx, s.opts.Read, func(ctx context.Context, c rueidis.Client) error {
 		cmds := make(rueidis.Commands, len(keys))
 		for i, k := range keys {
-			cmds[i] = s.c.B().Hmget().Key(s.Key(k)).Field(fields...).Build()
+			cmds[i] = c.B().Hmget().Key(s.Key(k)).Field(fields...).Build()
 		}
-		for i, r := range s.c.DoMulti(ctx, cmds...) {
+		for i, r := range c.DoMulti(ctx, cmds...) {
 			vals, err := r.ToArray()
 			if err != nil {
 				return err
@@ -157,8 +235,8 @@ func (s *Store) Get(ctx context.Context, keys, fields []string) ([][][]byte, err
 // GetAll reads every field of one entity; nil when absent.
 func (s *Store) GetAll(ctx context.Context, key string) (map[string][]byte, error) {
 	var out map[string][]byte
-	err := s.do(ctx, s.opts.Read, func(ctx context.Context) error {
-		m, err := s.c.Do(ctx, s.c.B().Hgetall().Key(s.Key(key)).Build()).AsMap()
+	err := s.do(ctx, s.opts.Read, func(ctx context.Context, c rueidis.Client) error {
+		m, err := c.Do(ctx, c.B().Hgetall().Key(s.Key(key)).Build()).AsMap()
 		if err != nil {
 			return err
 		}
@@ -219,18 +297,18 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) (uint64, error) {
 			}
 			execs[i] = rueidis.LuaExec{Keys: []string{s.Key(e.Key)}, Args: args}
 		}
-		if err := s.do(ctx, s.opts.Write, func(ctx context.Context) error { return s.eval(ctx, putScript, execs) }); err != nil {
+		if err := s.do(ctx, s.opts.Write, func(ctx context.Context, c rueidis.Client) error { return s.eval(ctx, c, putScript, execs) }); err != nil {
 			return 0, err
 		}
 	}
 	for lo := 0; lo < len(b.Delete); lo += s.opts.WriteChunk {
 		chunk := b.Delete[lo:min(len(b.Delete), lo+s.opts.WriteChunk)]
-		err := s.do(ctx, s.opts.Write, func(ctx context.Context) error {
+		err := s.do(ctx, s.opts.Write, func(ctx context.Context, c rueidis.Client) error {
 			cmds := make(rueidis.Commands, len(chunk))
 			for i, k := range chunk {
-				cmds[i] = s.c.B().Del().Key(s.Key(k)).Build()
+				cmds[i] = c.B().Del().Key(s.Key(k)).Build()
 			}
-			for _, r := range s.c.DoMulti(ctx, cmds...) {
+			for _, r := range c.DoMulti(ctx, cmds...) {
 				if err := r.Error(); err != nil {
 					return err
 				}
@@ -245,8 +323,8 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) (uint64, error) {
 		return 0, nil
 	}
 	var prev uint64
-	err := s.do(ctx, s.opts.Write, func(ctx context.Context) error {
-		v, err := s.evalOne(ctx, offsetScript, []string{s.offsetKey(b.Source)},
+	err := s.do(ctx, s.opts.Write, func(ctx context.Context, c rueidis.Client) error {
+		v, err := s.evalOne(ctx, c, offsetScript, []string{s.offsetKey(b.Source)},
 			[]string{off, strconv.FormatInt(s.opts.OffsetTTL.Milliseconds(), 10)}).AsInt64()
 		prev = uint64(max(v, 0))
 		return err
@@ -265,13 +343,13 @@ func newScript(src string) script {
 
 // eval runs sc once per exec in one pipeline: EVALSHA, then EVAL for any
 // the server did not know (after a restart or a failover).
-func (s *Store) eval(ctx context.Context, sc script, execs []rueidis.LuaExec) error {
+func (s *Store) eval(ctx context.Context, c rueidis.Client, sc script, execs []rueidis.LuaExec) error {
 	cmds := make(rueidis.Commands, len(execs))
 	for i, e := range execs {
-		cmds[i] = s.c.B().Evalsha().Sha1(sc.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
+		cmds[i] = c.B().Evalsha().Sha1(sc.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()
 	}
 	var retry []int
-	for i, r := range s.c.DoMulti(ctx, cmds...) {
+	for i, r := range c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
 			if re, ok := rueidis.IsRedisErr(err); ok && re.IsNoScript() {
 				retry = append(retry, i)
@@ -286,9 +364,9 @@ func (s *Store) eval(ctx context.Context, sc script, execs []rueidis.LuaExec) er
 	cmds = cmds[:0]
 	for _, i := range retry {
 		e := execs[i]
-		cmds = append(cmds, s.c.B().Eval().Script(sc.src).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build())
+		cmds = append(cmds, c.B().Eval().Script(sc.src).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build())
 	}
-	for _, r := range s.c.DoMulti(ctx, cmds...) {
+	for _, r := range c.DoMulti(ctx, cmds...) {
 		if err := r.Error(); err != nil && !rueidis.IsRedisNil(err) {
 			return err
 		}
@@ -296,10 +374,10 @@ func (s *Store) eval(ctx context.Context, sc script, execs []rueidis.LuaExec) er
 	return nil
 }
 
-func (s *Store) evalOne(ctx context.Context, sc script, keys, args []string) rueidis.RedisResult {
-	r := s.c.Do(ctx, s.c.B().Evalsha().Sha1(sc.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+func (s *Store) evalOne(ctx context.Context, c rueidis.Client, sc script, keys, args []string) rueidis.RedisResult {
+	r := c.Do(ctx, c.B().Evalsha().Sha1(sc.sha).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
 	if re, ok := rueidis.IsRedisErr(r.Error()); ok && re.IsNoScript() {
-		r = s.c.Do(ctx, s.c.B().Eval().Script(sc.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
+		r = c.Do(ctx, c.B().Eval().Script(sc.src).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build())
 	}
 	return r
 }
@@ -307,8 +385,8 @@ func (s *Store) evalOne(ctx context.Context, sc script, keys, args []string) rue
 // Offset is the source's applied offset in the store (0: none).
 func (s *Store) Offset(ctx context.Context, source string) (uint64, error) {
 	var off uint64
-	err := s.do(ctx, s.opts.Read, func(ctx context.Context) error {
-		v, err := s.c.Do(ctx, s.c.B().Get().Key(s.offsetKey(source)).Build()).AsUint64()
+	err := s.do(ctx, s.opts.Read, func(ctx context.Context, c rueidis.Client) error {
+		v, err := c.Do(ctx, c.B().Get().Key(s.offsetKey(source)).Build()).AsUint64()
 		if rueidis.IsRedisNil(err) {
 			return nil
 		}
