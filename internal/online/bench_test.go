@@ -77,7 +77,7 @@ func (r *Reader) dropL1() {
 }
 
 func newBenchNode(b *testing.B, srv *redistest.Server) *node {
-	n := newNode(b, srv, "bench", fastReader())
+	n := newNode(b, []string{srv.Addr()}, "bench", fastReader())
 	n.apply(smallDemo().Records())
 	n.waitPublished(b)
 	return n
@@ -97,7 +97,7 @@ func BenchmarkApplyWithPublisher(b *testing.B) {
 			b.StopTimer()
 			var n *node
 			if publish {
-				n = newNode(b, srv, fmt.Sprint("bench-", b.N, "-", total), fastReader())
+				n = newNode(b, []string{srv.Addr()}, fmt.Sprint("bench-", b.N, "-", total), fastReader())
 			} else {
 				n = &node{eng: features.NewEngine(features.DefaultConfig(), nil)}
 			}

@@ -32,7 +32,7 @@ type node struct {
 	off  uint64
 }
 
-func newNode(t testing.TB, srv *redistest.Server, source string, ro ReaderOptions) *node {
+func newNode(t testing.TB, addrs []string, source string, ro ReaderOptions) *node {
 	t.Helper()
 	n := &node{eng: features.NewEngine(features.DefaultConfig(), nil)}
 	n.read = resilience.NewBreaker(resilience.BreakerConfig{Name: "read-" + source, Timeout: 50 * time.Millisecond,
@@ -40,7 +40,7 @@ func newNode(t testing.TB, srv *redistest.Server, source string, ro ReaderOption
 	write := resilience.NewBreaker(resilience.BreakerConfig{Name: "write-" + source, Timeout: time.Second,
 		MaxFailures: 3, CoolDown: 100 * time.Millisecond})
 	var err error
-	n.st, err = redis.Open(context.Background(), redis.Options{Addrs: []string{srv.Addr()}, Read: n.read, Write: write})
+	n.st, err = redis.Open(context.Background(), redis.Options{Addrs: addrs, Read: n.read, Write: write})
 	require.NoError(t, err)
 	n.bus = cache.NewRedisBus(n.st.Client(), "v1:invalidate")
 	ro.Bus = n.bus
@@ -95,8 +95,12 @@ func smallDemo() demo.Dataset {
 // The store round trip changes nothing: a node reading only Redis answers
 // exactly what the engine that wrote it answers, score for score.
 func TestRedisServesWhatTheEngineServes(t *testing.T) {
-	srv := redistest.Start(t)
-	writer := newNode(t, srv, "w", fastReader())
+	t.Run("single", func(t *testing.T) { testRoundTrip(t, []string{redistest.Start(t).Addr()}) })
+	t.Run("cluster", func(t *testing.T) { testRoundTrip(t, redistest.StartCluster(t, 3).Addrs()) })
+}
+
+func testRoundTrip(t *testing.T, addrs []string) {
+	writer := newNode(t, addrs, "w", fastReader())
 	ds := smallDemo()
 	writer.apply(ds.Records())
 	writer.waitPublished(t)
@@ -108,7 +112,7 @@ func TestRedisServesWhatTheEngineServes(t *testing.T) {
 	writer.pub.kick()
 	require.Eventually(t, func() bool { return !writer.pub.resync.Load() }, 10*time.Second, 5*time.Millisecond)
 
-	reader := newNode(t, srv, "r", fastReader()) // another node: nothing of its own in L1
+	reader := newNode(t, addrs, "r", fastReader()) // another node: nothing of its own in L1
 	cfg := recommend.DefaultConfig()
 	local := recommend.New(writer.eng, cfg)
 	remote := recommend.NewBound(func(ctx context.Context) recommend.Features { return reader.r.Bind(ctx) }, cfg)
@@ -161,9 +165,29 @@ func interaction(user, item string, ts time.Time) event.Record {
 // without) the store acknowledging it; other nodes see it after the write
 // and its invalidation.
 func TestReadYourWritesAndInvalidationAcrossNodes(t *testing.T) {
-	srv := redistest.Start(t)
-	a := newNode(t, srv, "a", fastReader())
-	b := newNode(t, srv, "b", fastReader())
+	t.Run("single", func(t *testing.T) {
+		srv := redistest.Start(t)
+		testReadYourWrites(t, []string{srv.Addr()}, srv.Freeze, srv.Thaw)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		cl := redistest.StartCluster(t, 3)
+		freeze := func() {
+			for _, n := range cl.Nodes {
+				n.Freeze()
+			}
+		}
+		thaw := func() {
+			for _, n := range cl.Nodes {
+				n.Thaw()
+			}
+		}
+		testReadYourWrites(t, cl.Addrs(), freeze, thaw)
+	})
+}
+
+func testReadYourWrites(t *testing.T, addrs []string, freeze, thaw func()) {
+	a := newNode(t, addrs, "a", fastReader())
+	b := newNode(t, addrs, "b", fastReader())
 	ctx := context.Background()
 	now := time.Now()
 	a.apply([]event.Record{interaction("alice", "i1", now.Add(-time.Minute)), interaction("alice", "i2", now.Add(-30*time.Second))})
@@ -177,11 +201,11 @@ func TestReadYourWritesAndInvalidationAcrossNodes(t *testing.T) {
 	}
 	require.Equal(t, []string{"i2", "i1"}, recent(b)) // b caches alice now
 
-	srv.Freeze() // the store cannot take the next write
+	freeze() // the store cannot take the next write
 	a.apply([]event.Record{interaction("alice", "i3", now)})
 	assert.Equal(t, []string{"i3", "i2", "i1"}, recent(a), "read-your-writes on the node that applied")
 	assert.Equal(t, []string{"i2", "i1"}, recent(b), "b has not been told yet")
-	srv.Thaw()
+	thaw()
 	a.waitPublished(t)
 	require.Eventually(t, func() bool { return fmt.Sprint(recent(b)) == "[i3 i2 i1]" }, 2*time.Second, 5*time.Millisecond,
 		"the invalidation reaches b well before its TTL")
@@ -202,11 +226,11 @@ func TestReadYourWritesAndInvalidationAcrossNodes(t *testing.T) {
 func TestRedisOutageAndRestartEmpty(t *testing.T) {
 	srv := redistest.Start(t)
 	ro := fastReader()
-	w := newNode(t, srv, "w", ro)
+	w := newNode(t, []string{srv.Addr()}, "w", ro)
 	ds := smallDemo()
 	w.apply(ds.Records())
 	w.waitPublished(t)
-	r := newNode(t, srv, "r", ro)
+	r := newNode(t, []string{srv.Addr()}, "r", ro)
 	cfg := recommend.DefaultConfig()
 	remote := recommend.NewBound(func(ctx context.Context) recommend.Features { return r.r.Bind(ctx) }, cfg)
 	ctx := context.Background()

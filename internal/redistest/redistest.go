@@ -31,19 +31,22 @@ type Server struct {
 	exited chan struct{} // closed when cmd has been waited for
 	frozen bool
 	log    *tailBuffer
+	extra  []string // more redis-server arguments (cluster mode)
 }
 
 // Start launches redis-server on a free 127.0.0.1 port with persistence
 // off and its working directory in t.TempDir(), waits until it answers
 // PING, and kills it when the test ends. It skips the test when
 // redis-server is not installed.
-func Start(tb testing.TB) *Server {
+func Start(tb testing.TB) *Server { return start(tb, nil) }
+
+func start(tb testing.TB, extra []string) *Server {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		tb.Skip("redistest: redis-server not found in PATH; install Redis (e.g. apt-get install redis-server) to run this test")
 	}
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir()}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), extra: extra}
 	tb.Cleanup(s.kill)
 	// The port is free when we look but another process may take it before
 	// redis binds it; try a few ports before giving up.
@@ -125,6 +128,7 @@ func (s *Server) start() error {
 		"--dir", s.dir,
 		"--loglevel", "warning",
 	)
+	cmd.Args = append(cmd.Args, s.extra...)
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
