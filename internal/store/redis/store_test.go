@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"os/exec"
-	"strings"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
