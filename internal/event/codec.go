@@ -81,6 +81,11 @@ func DecodeBinary(b []byte, r *Record) error {
 		u.ID = d.String()
 		u.TS = d.Varint()
 		u.Attributes = d.StringMap(MaxAttributes)
+	case KindRedacted:
+		// Nothing follows: the record's content was erased.
+		if len(b) != 2 {
+			return ErrCorrupt
+		}
 	default:
 		return ErrCorrupt
 	}

@@ -127,7 +127,8 @@ func TestBinaryCorrupt(t *testing.T) {
 		"wrong version":   {2, byte(KindInteraction), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
 		"version zero":    {0, byte(KindUser), 0, 0, 0},
 		"kind zero":       {codecVersion, 0, 0, 0, 0},
-		"kind unknown":    {codecVersion, 5, 0, 0, 0},
+		"kind unknown":    {codecVersion, 6, 0, 0, 0},
+		"redacted, body":  {codecVersion, byte(KindRedacted), 0},
 		"kind 255":        {codecVersion, 255},
 		"string too long": {codecVersion, byte(KindUser), 10, 'a', 'b'},
 		"huge length": over(KindInteraction, func(b []byte) []byte {

@@ -16,7 +16,57 @@ const (
 	KindItem        Kind = 2
 	KindUser        Kind = 3
 	KindErase       Kind = 4
+	// KindRedacted replaces, in place, a record whose subject was erased:
+	// offsets stay dense and the content is gone.
+	KindRedacted Kind = 5
 )
+
+// Subject is the user a record is about ("" for item records), the key
+// erasure redacts by.
+func (r *Record) Subject() string {
+	switch r.Kind {
+	case KindInteraction:
+		return r.Interaction.User
+	case KindUser, KindErase:
+		return r.User.ID
+	}
+	return ""
+}
+
+// Consent attributes of a KindUser record: "true" or "false". A user
+// without them has the deployment's default consent.
+const (
+	AttrConsentPersonalization = "consent.personalization"
+	AttrConsentStorage         = "consent.storage"
+)
+
+// Consent is what a user allowed.
+type Consent struct {
+	// Personalization: the user's history may shape what they are shown,
+	// and their events may feed features other users see.
+	Personalization bool `json:"personalization"`
+	// Storage: the user's events may be stored at all.
+	Storage bool `json:"storage"`
+}
+
+// FullConsent is the default for users who set nothing.
+var FullConsent = Consent{Personalization: true, Storage: true}
+
+// Attributes encodes c as KindUser attributes.
+func (c Consent) Attributes() map[string]string {
+	return map[string]string{AttrConsentPersonalization: fmt.Sprint(c.Personalization), AttrConsentStorage: fmt.Sprint(c.Storage)}
+}
+
+// ConsentOf reads the consent attributes of a user record over base.
+func ConsentOf(attrs map[string]string, base Consent) Consent {
+	if v, ok := attrs[AttrConsentPersonalization]; ok {
+		base.Personalization = v == "true"
+	}
+	if v, ok := attrs[AttrConsentStorage]; ok {
+		base.Storage = v == "true"
+	}
+	return base
+}
 
 // Interaction is one user–item event. Timestamps are unix milliseconds of
 // event time: windows and decays are driven by them, never by arrival time.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/ripple-rec/ripple/internal/erasure"
 )
 
 // Key layout. A one-byte prefix keeps records, segment summaries and metadata
@@ -189,7 +191,8 @@ func OpenEmbedded(dir string, opts EmbeddedOptions) (*Embedded, error) {
 
 	cache := pebble.NewCache(64 << 20)
 	db, err := pebble.Open(dir, &pebble.Options{
-		FS:    opts.fs,
+		// Erased records must not survive in a recycled WAL file.
+		FS:    erasure.FS(opts.fs),
 		Cache: cache,
 		// A large memtable turns the append stream into few, large flushes.
 		MemTableSize:       64 << 20,

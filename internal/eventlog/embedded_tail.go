@@ -111,3 +111,14 @@ func (t *tailCache) oldest() uint64 {
 	defer t.mu.RUnlock()
 	return t.first
 }
+
+// clear drops every cached record (after a redaction: the cache must not
+// serve what the store no longer holds).
+func (t *tailCache) clear() {
+	if len(t.recs) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.evict(t.end)
+}

@@ -41,6 +41,11 @@ type Engine struct {
 	pruner  pruner
 
 	changes changeSet
+
+	// consent holds the users whose consent differs from full consent;
+	// nConsent counts them so the hot path skips the lookup when none do.
+	consent  sync.Map // user → event.Consent
+	nConsent atomic.Int64
 }
 
 // table interns names in first-seen order. The applier looks names up in
@@ -319,7 +324,10 @@ func (e *Engine) Apply(off uint64, rec *event.Record) {
 		e.applyItem(&rec.Item, wall)
 	case event.KindErase:
 		e.users.Delete(rec.User.ID)
+		e.setConsent(rec.User.ID, event.FullConsent)
 		e.changes.erase(rec.User.ID)
+	case event.KindUser:
+		e.applyUser(&rec.User)
 	}
 	e.changes.touched = e.changes.on
 	if off != 0 {
@@ -330,6 +338,9 @@ func (e *Engine) Apply(off uint64, rec *event.Record) {
 // itemWork is the item side of one interaction: what the user side worked
 // out (type, item, lateness, the previous items to pair with) and hands on.
 type itemWork struct {
+	// skip: the user withheld personalisation consent, so the event feeds
+	// no item or global aggregate.
+	skip  bool
 	ev    *event.Interaction
 	ti    *typeInfo
 	item  uint32
@@ -361,6 +372,7 @@ func (e *Engine) applyUserSide(ev *event.Interaction, wall int64, w *itemWork) {
 		cats = it.meta.catIdx // only the applier writes meta: no lock to read it
 	}
 
+	w.skip = !e.Consent(ev.User).Personalization
 	u := e.users.GetOrCreate(ev.User, e.newUser)
 	u.mu.Lock()
 	w.late = ev.TS < u.lastTS-e.c.lateness
@@ -382,7 +394,7 @@ func (e *Engine) applyUserSide(ev *event.Interaction, wall int64, w *itemWork) {
 	if s := e.c.session; s != nil {
 		u.session.add(ev.Session, item, ev.TS, e.c.sessionGap, s.N)
 	}
-	if cv := e.c.covis; cv != nil {
+	if cv := e.c.covis; cv != nil && !w.skip {
 		// Previous items paired with this one for co-visitation.
 		for i := 0; i < len(u.last.items) && w.nprev < cv.Distance && w.nprev < len(w.prev); i++ {
 			p := u.last.newest(i)
@@ -410,6 +422,9 @@ func (e *Engine) applyUserSide(ev *event.Interaction, wall int64, w *itemWork) {
 // co-visitation edges) and the global row. Items see their updates in log
 // order whichever goroutine runs this, so results equal the sequential ones.
 func (e *Engine) applyItemSide(w *itemWork, rows []*itemRow) {
+	if w.skip {
+		return
+	}
 	ev, ti, item, wall := w.ev, w.ti, w.item, w.wall
 	prev := w.prev[:w.nprev]
 	var wCovis float64
@@ -511,7 +526,10 @@ func (e *Engine) ApplyBatch(offs []uint64, recs []event.Record) {
 			e.applyItem(&r.Item, wall) // meta only: the item side never reads it
 		case event.KindErase:
 			e.users.Delete(r.User.ID)
+			e.setConsent(r.User.ID, event.FullConsent)
 			e.changes.erase(r.User.ID)
+		case event.KindUser:
+			e.applyUser(&r.User)
 		}
 		e.changes.touched = e.changes.on
 		if off != 0 {
@@ -558,4 +576,37 @@ func (e *Engine) applyItem(m *event.Item, wall int64) {
 		e.changes.meta = append(e.changes.meta, it.idx)
 	}
 	e.trend.invalidate()
+}
+
+// Consent is what user allowed (full consent unless a user record said
+// otherwise).
+func (e *Engine) Consent(user string) event.Consent {
+	if e.nConsent.Load() == 0 {
+		return event.FullConsent
+	}
+	if c, ok := e.consent.Load(user); ok {
+		return c.(event.Consent)
+	}
+	return event.FullConsent
+}
+
+func (e *Engine) setConsent(user string, c event.Consent) {
+	if c == event.FullConsent {
+		if _, had := e.consent.LoadAndDelete(user); had {
+			e.nConsent.Add(-1)
+		}
+		return
+	}
+	if _, had := e.consent.Swap(user, c); !had {
+		e.nConsent.Add(1)
+	}
+}
+
+// applyUser records a user's consent. Withdrawing personalisation stops
+// the user's later events from feeding others' features; what they fed
+// before stays in the (anonymous) item aggregates.
+func (e *Engine) applyUser(u *event.User) {
+	c := event.ConsentOf(u.Attributes, e.Consent(u.ID))
+	e.setConsent(u.ID, c)
+	e.changes.user(u.ID)
 }

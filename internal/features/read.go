@@ -24,18 +24,21 @@ type UserView struct {
 	Session    []string // current session's items, oldest first
 	Categories []Scored // category affinity at the engine clock, strongest first
 	Events     int      // interactions remembered (size of the seen set)
+	// NoPersonalization: the user withheld consent; serve them as anonymous.
+	NoPersonalization bool
 }
 
 // User copies the user's state; maxRecent bounds Recent.
 func (e *Engine) User(id string, maxRecent int) UserView {
+	noPers := !e.Consent(id).Personalization
 	u := e.users.Get(id)
 	if u == nil {
-		return UserView{}
+		return UserView{NoPersonalization: noPers}
 	}
 	now := e.Clock()
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	v := UserView{Exists: true, ComputedAt: u.updated, Events: u.items.len()}
+	v := UserView{Exists: true, ComputedAt: u.updated, Events: u.items.len(), NoPersonalization: noPers}
 	n := min(maxRecent, len(u.last.items))
 	v.Recent = make([]ItemAt, 0, n)
 	rows, types := e.itemIdx.load(), e.types.load()

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/wire"
 )
 
@@ -13,10 +14,11 @@ import (
 // and the global row. The feature spec fingerprint guards against restoring
 // state into an engine whose rings have a different shape.
 const (
-	snapUser   = 'u'
-	snapItem   = 'i'
-	snapGlobal = 'g'
-	snapMeta   = '0' // sorts before every other key: checked first on restore
+	snapUser    = 'u'
+	snapItem    = 'i'
+	snapGlobal  = 'g'
+	snapConsent = 'c'
+	snapMeta    = '0' // sorts before every other key: checked first on restore
 )
 
 const snapVersion = 2
@@ -49,6 +51,15 @@ func (e *Engine) Snapshot(put func(key, val []byte) error) error {
 		u.mu.Unlock()
 		key = append(append(key[:0], snapUser), id...)
 		err = put(key, buf)
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
+	e.consent.Range(func(id, c any) bool {
+		key = append(append(key[:0], snapConsent), id.(string)...)
+		cs := c.(event.Consent)
+		err = put(key, []byte{b2byte(cs.Personalization), b2byte(cs.Storage)})
 		return err == nil
 	})
 	if err != nil {
@@ -88,6 +99,12 @@ func (e *Engine) Restore(key, val []byte) error {
 		u := e.newUser()
 		e.decodeUser(&d, u)
 		e.users.Put(string(key[1:]), u)
+	case snapConsent:
+		if len(val) != 2 {
+			return errSnapshot
+		}
+		e.setConsent(string(key[1:]), event.Consent{Personalization: val[0] == 1, Storage: val[1] == 1})
+		return nil
 	case snapItem:
 		// Users restored before may have created the row already.
 		it := e.item(string(key[1:]))
@@ -308,4 +325,11 @@ func (e *Engine) decodeItem(d *wire.Decoder, it *itemRow) {
 		}
 		it.covis.dirty = true
 	}
+}
+
+func b2byte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package features
 import (
 	"bytes"
 	_ "embed"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -57,7 +58,11 @@ func ParseDuration(s string) (time.Duration, error) {
 		if err != nil || math.IsNaN(days) || math.IsInf(days, 0) {
 			return 0, fmt.Errorf("duration %q: days must be a number", s)
 		}
-		return time.Duration(days * float64(24*time.Hour)), nil
+		ns := days * float64(24*time.Hour)
+		if ns >= math.MaxInt64 || ns <= math.MinInt64 {
+			return 0, fmt.Errorf("duration %q: out of range (at most about 106751d)", s)
+		}
+		return time.Duration(ns), nil
 	}
 	return time.ParseDuration(s)
 }
@@ -171,6 +176,25 @@ func (c *Config) validate() error {
 		}
 		if !slices.Contains(scopes, s.Scope) {
 			return fmt.Errorf("feature %q: kind %s cannot have scope %q (allowed: %v)", s.Name, s.Kind, s.Scope, scopes)
+		}
+		// Values are served as JSON and summed into scores: every number
+		// must be finite (and weights and priors not negative).
+		finite := func(name string, v float64, nonNeg bool) error {
+			if math.IsNaN(v) || math.IsInf(v, 0) || (nonNeg && v < 0) {
+				return fmt.Errorf("feature %q: %s must be a finite number%s, got %v", s.Name, name,
+					map[bool]string{true: " >= 0"}[nonNeg], v)
+			}
+			return nil
+		}
+		if err := errors.Join(finite("default", s.Default, false), finite("prior_alpha", s.PriorAlpha, true),
+			finite("prior_beta", s.PriorBeta, true)); err != nil {
+			return err
+		}
+		for typ, w := range s.Weights {
+			// Large finite weights still overflow decayed sums to +Inf.
+			if err := finite("weights."+typ, w, true); err != nil || w > 1e6 {
+				return fmt.Errorf("feature %q: weights.%s must be a number in [0, 1e6], got %v", s.Name, typ, w)
+			}
 		}
 		switch s.Kind {
 		case KindWindowCount, KindWindowSum:

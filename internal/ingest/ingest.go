@@ -47,6 +47,7 @@ type Service struct {
 	pending  pendingQueue
 
 	afterApply func(applied uint64)
+	eraseMu    sync.Mutex // one erasure's snapshot-purge-redact at a time
 
 	stop chan struct{}
 	done chan struct{}
@@ -62,6 +63,9 @@ func (s *Service) AfterApply(fn func(applied uint64)) { s.afterApply = fn }
 type Result struct {
 	Accepted   int
 	Duplicates int
+	// Refused lists the indices of events not stored because their user
+	// withheld storage consent.
+	Refused []int
 }
 
 // New wires the service. It does not read anything yet.
@@ -311,6 +315,13 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 			res.Duplicates++
 			continue
 		}
+		if !s.engine.Consent(events[i].User).Storage {
+			res.Refused = append(res.Refused, i)
+			if ids[i] != "" {
+				s.dedup.Release([]string{ids[i]})
+			}
+			continue
+		}
 		if ids[i] != "" {
 			reserved = append(reserved, ids[i])
 		}
@@ -345,11 +356,76 @@ func (s *Service) Items(ctx context.Context, items []event.Item) error {
 	return s.append(ctx, payloads)
 }
 
-// EraseUser appends an erase tombstone and waits until the user's state is
-// gone.
+// EraseUser is Erase without the count.
 func (s *Service) EraseUser(ctx context.Context, user string) error {
-	rec := event.Record{Kind: event.KindErase, User: event.User{ID: user, TS: time.Now().UnixMilli()}}
+	_, err := s.Erase(ctx, user)
+	return err
+}
+
+// SetConsent records what user allows, durably, and returns once it
+// applies: later events of a user without storage consent are refused,
+// and without personalisation consent they feed no one else's features.
+func (s *Service) SetConsent(ctx context.Context, user string, c event.Consent) error {
+	rec := event.Record{Kind: event.KindUser, User: event.User{ID: user, TS: time.Now().UnixMilli(), Attributes: c.Attributes()}}
 	return s.append(ctx, [][]byte{event.AppendBinary(nil, &rec)})
+}
+
+// Consent is what user allows now.
+func (s *Service) Consent(user string) event.Consent { return s.engine.Consent(user) }
+
+// redactor is a log that can erase records in place (the embedded log).
+type redactor interface {
+	Redact(ctx context.Context, replace func(offset uint64, data []byte) []byte) (int, error)
+}
+
+// ErrCannotRedact means the log keeps records it cannot rewrite: the
+// user's state is gone but their raw events are not.
+var ErrCannotRedact = errors.New("ingest: this event log cannot erase records")
+
+// EraseUser erases user everywhere this node keeps them:
+//   - an erase tombstone is appended and applied (state, consent and, through
+//     the publisher, the online store and cache tiers);
+//   - a snapshot is taken at that cut and older snapshots are purged from
+//     disk, so no restart can bring the user back;
+//   - every log record about the user, the tombstone included, is replaced
+//     by a redacted record and purged from disk.
+//
+// It returns how many log records were redacted.
+func (s *Service) Erase(ctx context.Context, user string) (int, error) {
+	rec := event.Record{Kind: event.KindErase, User: event.User{ID: user, TS: time.Now().UnixMilli()}}
+	if err := s.append(ctx, [][]byte{event.AppendBinary(nil, &rec)}); err != nil {
+		return 0, err
+	}
+	s.eraseMu.Lock()
+	defer s.eraseMu.Unlock()
+	if s.snaps != nil {
+		if err := s.Snapshot(); err != nil {
+			return 0, fmt.Errorf("ingest: erase: %w", err)
+		}
+		if err := s.snaps.Purge(ctx); err != nil {
+			return 0, fmt.Errorf("ingest: erase: %w", err)
+		}
+	}
+	r, ok := s.log.(redactor)
+	if !ok {
+		return 0, ErrCannotRedact
+	}
+	redacted := event.AppendBinary(nil, &event.Record{Kind: event.KindRedacted})
+	var dec event.Record
+	n, err := r.Redact(ctx, func(off uint64, data []byte) []byte {
+		if event.DecodeBinary(data, &dec) != nil || dec.Subject() != user {
+			return nil
+		}
+		return redacted
+	})
+	if err != nil {
+		return n, fmt.Errorf("ingest: erase: %w", err)
+	}
+	if s.metrics != nil {
+		s.metrics.Erasures.Inc()
+		s.metrics.Erased.Add(float64(n))
+	}
+	return n, nil
 }
 
 func (s *Service) append(ctx context.Context, payloads [][]byte) error {

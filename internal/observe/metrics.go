@@ -27,6 +27,9 @@ type Metrics struct {
 
 	Recommendations *prometheus.CounterVec // degradation
 	Candidates      prometheus.Histogram
+
+	Erasures prometheus.Counter // users erased
+	Erased   prometheus.Counter // log records redacted by erasures
 }
 
 // NewMetrics registers every collector. late and snapshotAge are read at
@@ -72,6 +75,12 @@ func NewMetrics(late func() float64, snapshotAge func() float64) *Metrics {
 			Name: "ripple_store_snapshot_duration_seconds", Help: "Time to write a feature snapshot.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 12),
 		}),
+		Erasures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ripple_erasures_total", Help: "Users erased (DELETE /v1/users/{user}).",
+		}),
+		Erased: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ripple_erased_records_total", Help: "Event log records redacted by erasures.",
+		}),
 		Recommendations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ripple_recommendations_total", Help: "Recommendation responses by degradation level.",
 		}, []string{"degradation"}),
@@ -81,7 +90,7 @@ func NewMetrics(late func() float64, snapshotAge func() float64) *Metrics {
 		}),
 	}
 	r.MustRegister(m.Requests, m.RequestDuration, m.InFlight, m.Events, m.AppendBatch, m.Applied, m.ApplyLag,
-		m.ApplyLagSec, m.LateEvents, m.SnapshotAge, m.SnapshotSecs, m.Recommendations, m.Candidates)
+		m.ApplyLagSec, m.LateEvents, m.SnapshotAge, m.SnapshotSecs, m.Recommendations, m.Candidates, m.Erasures, m.Erased)
 	return m
 }
 

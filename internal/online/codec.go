@@ -47,6 +47,8 @@ type userDoc struct {
 	Session    []string          `json:"session,omitempty"`
 	Categories []features.Scored `json:"categories,omitempty"`
 	Events     int               `json:"events"`
+	// NoPers: the user withheld personalisation consent.
+	NoPers bool `json:"no_personalization,omitempty"`
 }
 
 // itemDoc is the _info field. Trend is nil for "no trending score" (the

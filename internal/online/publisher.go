@@ -503,7 +503,8 @@ func (p *Publisher) userState(id string) (userDoc, []string, userEntry, features
 	v := p.eng.User(id, p.opts.RecentItems)
 	vals, _ := p.eng.Values(features.EntityUser, id)
 	seen := p.eng.SeenItems(id, p.opts.Seen)
-	doc := userDoc{At: v.ComputedAt, Recent: v.Recent, Session: v.Session, Categories: v.Categories, Events: v.Events}
+	doc := userDoc{At: v.ComputedAt, Recent: v.Recent, Session: v.Session, Categories: v.Categories, Events: v.Events,
+		NoPers: v.NoPersonalization}
 	return doc, seen, newUserEntry(doc, seen, v.Exists), vals
 }
 

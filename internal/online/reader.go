@@ -49,7 +49,7 @@ type userEntry struct {
 
 func newUserEntry(d userDoc, seen []string, exists bool) userEntry {
 	e := userEntry{view: features.UserView{Exists: exists, ComputedAt: d.At, Recent: d.Recent, Session: d.Session,
-		Categories: d.Categories, Events: d.Events}}
+		Categories: d.Categories, Events: d.Events, NoPersonalization: d.NoPers}}
 	e.seen = make(map[string]struct{}, len(seen))
 	for _, id := range seen {
 		e.seen[id] = struct{}{}

@@ -89,6 +89,7 @@ type Response struct {
 	Degradation string
 	Candidates  int
 	ColdStart   bool
+	anonymous   bool // the user withheld personalisation consent
 }
 
 // Pipeline produces recommendations. It is safe for concurrent use.
@@ -227,6 +228,9 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	f := p.bind(ctx)
 	resp, c := p.gather(ctx, f, req.User, k, req.Explain)
 	defer c.release()
+	if resp.anonymous {
+		req.IncludeSeen = true // the user's history is not used at all
+	}
 	list := p.filter(f, req, c.list)
 	p.score(list)
 	resp.Items = p.diversify(list, k, req.Explain)
@@ -242,6 +246,10 @@ func (p *Pipeline) gather(ctx context.Context, f Features, user string, k int, e
 	}
 	c := newCandidates(explain)
 	u := f.User(user, p.cfg.RecentItems)
+	if u.NoPersonalization {
+		// No consent to personalise: served exactly as an anonymous user.
+		u, resp.anonymous = features.UserView{}, true
+	}
 	resp.ColdStart = !u.Exists || len(u.Recent) == 0
 
 	// Co-visitation of recent items: the strongest "what comes next" signal.

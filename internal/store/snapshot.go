@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ripple-rec/ripple/internal/erasure"
 )
 
 // Snapshots keeps the latest complete feature-state snapshot in Pebble. A
@@ -31,11 +34,19 @@ var metaKey = []byte("meta")
 
 // OpenSnapshots opens (or creates) the snapshot database in dir.
 func OpenSnapshots(dir string) (*Snapshots, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	// Snapshots hold users' state: an erased user's old rows must be able
+	// to leave the disk (see Purge), so WAL files are never recycled.
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, FS: erasure.FS(nil)})
 	if err != nil {
 		return nil, fmt.Errorf("store: open snapshots %s: %w", dir, err)
 	}
 	return &Snapshots{db: db}, nil
+}
+
+// Purge drops from disk what older generations held (after an erasure:
+// the current snapshot no longer has the user, the old ones must go).
+func (s *Snapshots) Purge(ctx context.Context) error {
+	return erasure.Purge(ctx, s.db, []byte{0}, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 }
 
 // Close closes the database.

@@ -1,0 +1,123 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/recommend"
+)
+
+// filesHolding lists the files under dir whose bytes contain s.
+func filesHolding(t *testing.T, dir, s string) []string {
+	t.Helper()
+	var out []string
+	require.NoError(t, filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(s)) {
+			out = append(out, path)
+		}
+		return nil
+	}))
+	return out
+}
+
+// After DELETE of a user nothing about them is left: not in the log (read
+// back or on disk), not in any snapshot, not in the state, not after a
+// restart; other users are untouched.
+func TestEraseLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	n := openNode(t, dir, 0)
+	ctx := context.Background()
+	const victim, other = "erase-me-5f2c9a", "keep-me-77d1"
+	var evs []event.Interaction
+	for i := range 300 {
+		evs = append(evs, ev(fmt.Sprint("v", i), victim, fmt.Sprint("i", i%40)), ev(fmt.Sprint("o", i), other, fmt.Sprint("i", (i+3)%40)))
+	}
+	_, err := n.svc.Events(ctx, evs)
+	require.NoError(t, err)
+	require.NoError(t, n.svc.SetConsent(ctx, victim, event.Consent{Personalization: true, Storage: true}))
+	require.NoError(t, n.svc.Snapshot()) // an older snapshot holds the victim
+	require.NotEmpty(t, filesHolding(t, dir, victim), "the test must see the id on disk before erasing")
+	otherBefore := n.eng.User(other, 50)
+
+	redacted, err := n.svc.Erase(ctx, victim)
+	require.NoError(t, err)
+	assert.Equal(t, 300+1+1, redacted, "events, the consent record and the tombstone")
+
+	assert.False(t, n.eng.User(victim, 10).Exists)
+	_, found := n.eng.Values(features.EntityUser, victim)
+	assert.False(t, found)
+	var dec event.Record
+	_, err = n.log.Read(ctx, 1, 1<<20, func(off uint64, data []byte) error {
+		require.NoError(t, event.DecodeBinary(data, &dec))
+		assert.NotEqual(t, victim, dec.Subject(), "offset %d", off)
+		return nil
+	})
+	require.NoError(t, err)
+	assert.Empty(t, filesHolding(t, dir, victim), "no file of the log or the snapshots holds the id")
+	assert.NotEmpty(t, filesHolding(t, dir, other))
+
+	n.close()
+	n = openNode(t, dir, 0)
+	defer n.close()
+	assert.False(t, n.eng.User(victim, 10).Exists, "a restart does not bring the user back")
+	assert.Equal(t, otherBefore, n.eng.User(other, 50))
+	assert.Empty(t, filesHolding(t, dir, victim))
+}
+
+// Without storage consent a user's events are refused; without
+// personalisation consent they feed nobody else's features and the user is
+// served as anonymous.
+func TestConsent(t *testing.T) {
+	n := openNode(t, t.TempDir(), 0)
+	defer n.close()
+	ctx := context.Background()
+	require.NoError(t, n.svc.SetConsent(ctx, "nostore", event.Consent{Personalization: true, Storage: false}))
+	res, err := n.svc.Events(ctx, []event.Interaction{ev("a", "nostore", "i1"), ev("b", "u", "i1")})
+	require.NoError(t, err)
+	assert.Equal(t, 1, res.Accepted)
+	assert.Equal(t, []int{0}, res.Refused)
+	assert.False(t, n.eng.User("nostore", 10).Exists)
+
+	// Items i1 → i2 co-visited by a consenting user; a non-consenting user
+	// doing i1 → i3 changes no item aggregate.
+	_, err = n.svc.Events(ctx, []event.Interaction{ev("c", "u", "i2")})
+	require.NoError(t, err)
+	require.NoError(t, n.svc.SetConsent(ctx, "private", event.Consent{Personalization: false, Storage: true}))
+	before, _ := n.eng.Values(features.EntityItem, "i1")
+	_, err = n.svc.Events(ctx, []event.Interaction{ev("d", "private", "i1"), ev("e", "private", "i3")})
+	require.NoError(t, err)
+	after, _ := n.eng.Values(features.EntityItem, "i1")
+	assert.Equal(t, before.Features["item_views_24h"], after.Features["item_views_24h"])
+	assert.Empty(t, n.eng.Neighbors("i3", 10))
+	for _, nb := range n.eng.Neighbors("i1", 10) {
+		assert.NotEqual(t, "i3", nb.Item)
+	}
+	u := n.eng.User("private", 10)
+	assert.True(t, u.NoPersonalization)
+	assert.Len(t, u.Recent, 2, "the user's own state is kept (storage consent)")
+
+	p := recommend.New(n.eng, recommend.DefaultConfig())
+	got := p.Recommend(ctx, recommend.Request{User: "private", K: 5})
+	anon := p.Recommend(ctx, recommend.Request{User: "nobody-at-all", K: 5})
+	assert.Equal(t, anon.Items, got.Items, "served exactly as an anonymous user")
+	assert.True(t, got.ColdStart)
+
+	// Consent survives a restart (snapshot and replay).
+	assert.False(t, n.svc.Consent("nostore").Storage)
+}
