@@ -19,6 +19,7 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+	"github.com/redis/rueidis"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -336,4 +337,105 @@ func TestServeStartsWhileRedisIsDown(t *testing.T) {
 		return st["connected"] == true && st["published_offset"] == st["applied_offset"] &&
 			rec["degradation"] == "healthy" && rec["cold_start"] == false
 	}, 20*time.Second, 50*time.Millisecond)
+}
+
+// DELETE /v1/users/{user} on a node with the Redis store leaves nothing of
+// the user: not in any file of either node's data dir, not in any Redis
+// key or value, not in the other node's cache tier, and the audit log holds
+// only a hash.
+func TestEraseLeavesNothingAnywhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts server processes")
+	}
+	srv := redistest.Start(t)
+	cfg := writeConfig(t, srv.Addr(), "")
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := startServe(t, "--config", cfg, "--data-dir", dirA, "--demo")
+	b := startServe(t, "--config", cfg, "--data-dir", dirB)
+	const victim = "erase-me-e2e-4c1d"
+	for i := range 20 {
+		postEvent(t, a.url, victim, fmt.Sprint("i", i))
+	}
+	waitPublished(t, a)
+	require.Eventually(t, func() bool { return len(lastItems(t, b.url, victim)) == 20 }, 5*time.Second, 5*time.Millisecond)
+	require.NotEmpty(t, redisHolding(t, srv.Addr(), victim))
+	// Let a snapshot and the WAL hold the user too.
+	time.Sleep(100 * time.Millisecond)
+
+	req, _ := http.NewRequest(http.MethodDelete, a.url+"/v1/users/"+victim, nil)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode, string(body))
+	waitPublished(t, a)
+
+	assert.Empty(t, redisHolding(t, srv.Addr(), victim), "no Redis key or value names the user")
+	require.Eventually(t, func() bool {
+		_, body := fetchJSON(t, b.url+"/v1/features/user/"+victim)
+		return body["found"] == false
+	}, 5*time.Second, 5*time.Millisecond, "the other node's tiers dropped the user")
+	for _, dir := range []string{dirA, dirB} {
+		assert.Empty(t, filesHolding(t, dir, victim), "no file under %s holds the user id", dir)
+	}
+}
+
+// filesHolding lists files under dir containing s.
+func filesHolding(t *testing.T, dir, s string) []string {
+	t.Helper()
+	var out []string
+	require.NoError(t, filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
+		if err != nil || info.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(s)) {
+			out = append(out, path)
+		}
+		return nil
+	}))
+	return out
+}
+
+// redisHolding lists the Redis keys whose name or value contains s.
+func redisHolding(t *testing.T, addr, s string) []string {
+	t.Helper()
+	c, err := rueidis.NewClient(rueidis.ClientOption{InitAddress: []string{addr}, DisableCache: true})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx := context.Background()
+	var out []string
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Count(1000).Build()).AsScanEntry()
+		require.NoError(t, err)
+		for _, k := range e.Elements {
+			if strings.Contains(k, s) {
+				out = append(out, k)
+				continue
+			}
+			var vals []string
+			switch typ, _ := c.Do(ctx, c.B().Type().Key(k).Build()).ToString(); typ {
+			case "hash":
+				m, _ := c.Do(ctx, c.B().Hgetall().Key(k).Build()).AsStrMap()
+				for f, v := range m {
+					vals = append(vals, f, v)
+				}
+			case "string":
+				v, _ := c.Do(ctx, c.B().Get().Key(k).Build()).ToString()
+				vals = append(vals, v)
+			default:
+				vals = append(vals, "unexpected type "+typ)
+			}
+			if strings.Contains(strings.Join(vals, "\n"), s) {
+				out = append(out, k)
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return out
+		}
+	}
 }
