@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ripple-rec/ripple/internal/api"
+	"github.com/ripple-rec/ripple/internal/auth"
 	"github.com/ripple-rec/ripple/internal/demo"
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/eventlog"
@@ -27,6 +29,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/recommend"
+	"github.com/ripple-rec/ripple/internal/resilience"
 	"github.com/ripple-rec/ripple/internal/store"
 )
 
@@ -54,14 +57,68 @@ type serveConfig struct {
 	// redis (shared by every node on the same Redis).
 	Store string      `yaml:"store"`
 	Redis redisConfig `yaml:"redis"`
+	// MaxInFlight bounds requests being served; beyond it they get 503
+	// overloaded (0: api.DefaultMaxInFlight, 256 × GOMAXPROCS).
+	MaxInFlight int             `yaml:"max_in_flight"`
+	Auth        authConfig      `yaml:"auth"`
+	RateLimit   rateLimitConfig `yaml:"rate_limit"`
+}
+
+// authConfig is the `auth:` section. With no key in keys or the key file,
+// Ripple runs in protected mode: no authentication, loopback only.
+type authConfig struct {
+	KeyFile        string     `yaml:"key_file"`        // managed by `ripple keys`; "": <data_dir>/keys.json
+	ReloadInterval string     `yaml:"reload_interval"` // key file poll; SIGHUP reloads at once
+	Keys           []auth.Key `yaml:"keys"`            // static keys: {id, name, scopes, hash, tenant, rps, burst}
+}
+
+// rateLimitConfig is the `rate_limit:` section: token buckets per key and
+// per tenant, in Redis when store: redis (so they hold across nodes), in
+// process otherwise and whenever Redis fails. A rate of 0 is no limit; a
+// key's own rps/burst override the per-key default.
+type rateLimitConfig struct {
+	PerKeyRPS      float64 `yaml:"per_key_rps"`
+	PerKeyBurst    int     `yaml:"per_key_burst"`
+	PerTenantRPS   float64 `yaml:"per_tenant_rps"`
+	PerTenantBurst int     `yaml:"per_tenant_burst"`
+	MaxBuckets     int     `yaml:"max_buckets"`   // in-process buckets kept (LRU)
+	RedisTimeout   string  `yaml:"redis_timeout"` // per Redis call, then the in-process bucket decides
+}
+
+// keyFilePath is the key file serve reads and `ripple keys` writes.
+func keyFilePath(cfg serveConfig) string {
+	if cfg.Auth.KeyFile != "" {
+		return cfg.Auth.KeyFile
+	}
+	return filepath.Join(cfg.DataDir, "keys.json")
 }
 
 func defaultServeConfig() serveConfig {
 	o := api.DefaultOptions()
+	rl := o.RateLimit
 	return serveConfig{Addr: "127.0.0.1:8080", DataDir: "./ripple-data", SnapshotInterval: "1m", LogLevel: "info",
 		MaxBodyBytes: o.MaxBodyBytes, MaxBatchEvents: o.MaxBatchEvents, ReadTimeout: o.ReadTimeout.String(),
 		IngestTimeout: o.IngestTimeout.String(), StaleAfter: 10_000, GCPercent: 400, Recommend: recommend.DefaultConfig(),
-		Store: "embedded", Redis: defaultRedisConfig()}
+		Store: "embedded", Redis: defaultRedisConfig(),
+		Auth: authConfig{ReloadInterval: "5s"},
+		RateLimit: rateLimitConfig{PerKeyRPS: rl.PerKeyRPS, PerKeyBurst: rl.PerKeyBurst, PerTenantRPS: rl.PerTenantRPS,
+			PerTenantBurst: rl.PerTenantBurst, MaxBuckets: rl.MaxBuckets, RedisTimeout: "20ms"}}
+}
+
+// readServeConfig reads a config file over the defaults; unknown keys are
+// errors.
+func readServeConfig(path string) (serveConfig, error) {
+	cfg := defaultServeConfig()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, err
+	}
+	dec := yaml.NewDecoder(strings.NewReader(string(b)))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
 }
 
 func init() {
@@ -77,14 +134,9 @@ func newServeCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			final := defaultServeConfig()
 			if configFile != "" {
-				b, err := os.ReadFile(configFile)
-				if err != nil {
+				var err error
+				if final, err = readServeConfig(configFile); err != nil {
 					return err
-				}
-				dec := yaml.NewDecoder(strings.NewReader(string(b)))
-				dec.KnownFields(true)
-				if err := dec.Decode(&final); err != nil {
-					return fmt.Errorf("config %s: %w", configFile, err)
 				}
 			}
 			// Flags given on the command line win over the file.
@@ -160,6 +212,7 @@ type node struct {
 	api     *api.Server
 	logger  *slog.Logger
 	online  *onlineParts // store: redis
+	keys    *auth.Store
 }
 
 // tuneGC applies the configured GC target. The serving path allocates per
@@ -174,6 +227,17 @@ func tuneGC(percent int) {
 }
 
 func openNode(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*node, error) {
+	return openNodeWithKeys(ctx, cfg, logger, nil)
+}
+
+// openKeys loads the configured keys and the key file.
+func openKeys(cfg serveConfig, logger *slog.Logger) (*auth.Store, error) {
+	return auth.NewStore(auth.StoreOptions{Static: cfg.Auth.Keys, File: keyFilePath(cfg), Logger: logger})
+}
+
+// openNodeWithKeys opens a node authenticating against keys (nil: load
+// them from cfg).
+func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger, keys *auth.Store) (*node, error) {
 	tuneGC(cfg.GCPercent)
 	snapEvery, err := parseDur("snapshot_interval", cfg.SnapshotInterval)
 	if err != nil {
@@ -194,6 +258,15 @@ func openNode(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*node,
 	if cfg.Store != "embedded" && cfg.Store != "redis" {
 		return nil, fmt.Errorf("store: want embedded or redis, got %q", cfg.Store)
 	}
+	limiterTimeout, err := parseDur("rate_limit.redis_timeout", cfg.RateLimit.RedisTimeout)
+	if err != nil {
+		return nil, err
+	}
+	if keys == nil {
+		if keys, err = openKeys(cfg, logger); err != nil {
+			return nil, err
+		}
+	}
 	fcfg := features.DefaultConfig()
 	if cfg.Features != "" {
 		if fcfg, err = features.LoadConfig(cfg.Features); err != nil {
@@ -203,7 +276,7 @@ func openNode(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*node,
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	n := &node{logger: logger}
+	n := &node{logger: logger, keys: keys}
 	n.log, err = eventlog.OpenEmbedded(filepath.Join(cfg.DataDir, "log"), eventlog.EmbeddedOptions{
 		RetentionBytes: cfg.RetentionBytes, RetentionAge: retAge, Logger: logger})
 	if err != nil {
@@ -260,6 +333,26 @@ func openNode(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*node,
 	if n.online != nil {
 		opts.Status = func() map[string]any { return n.online.status(n.engine.Applied) }
 	}
+	opts.Keys, opts.MaxInFlight = keys, cfg.MaxInFlight
+	rl := cfg.RateLimit
+	opts.RateLimit = api.RateLimit{PerKeyRPS: rl.PerKeyRPS, PerKeyBurst: rl.PerKeyBurst, PerTenantRPS: rl.PerTenantRPS,
+		PerTenantBurst: rl.PerTenantBurst, MaxBuckets: rl.MaxBuckets}
+	if n.online != nil {
+		// Buckets in Redis hold across nodes. The limiter's own breaker
+		// skips a failing Redis at once; the in-process buckets decide then.
+		var window, cool time.Duration
+		if err := durations("redis.breaker_window", cfg.Redis.BreakerWindow, &window,
+			"redis.breaker_cooldown", cfg.Redis.BreakerCooldown, &cool); err != nil {
+			n.close()
+			return nil, err
+		}
+		breaker := resilience.NewBreaker(resilience.BreakerConfig{Name: "redis-ratelimit", Timeout: limiterTimeout,
+			Window: window, MaxFailures: cfg.Redis.BreakerFailures, CoolDown: cool,
+			OnStateChange: func(name string, from, to resilience.State) {
+				logger.Warn("circuit breaker", "breaker", name, "from", from.String(), "to", to.String())
+			}})
+		opts.Limiter = api.NewRedisLimiter(n.online.store.Client(), cfg.Redis.Prefix, breaker, limiterTimeout)
+	}
 	n.api = api.New(svc, reader, n.pipe, n.metrics, logger, opts)
 	return n, nil
 }
@@ -292,7 +385,19 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	n, err := openNode(ctx, cfg, logger)
+	// Protected mode is decided before anything slow is opened.
+	keys, err := openKeys(cfg, logger)
+	if err != nil {
+		return err
+	}
+	reloadEvery, err := parseDur("auth.reload_interval", cfg.Auth.ReloadInterval)
+	if err != nil {
+		return err
+	}
+	if err := checkExposure(ctx, cfg.Addr, keys.Enforcing(), keyFilePath(cfg)); err != nil {
+		return err
+	}
+	n, err := openNodeWithKeys(ctx, cfg, logger, keys)
 	if err != nil {
 		return err
 	}
@@ -306,6 +411,26 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	if err != nil {
 		return err
 	}
+	if tcp, ok := ln.Addr().(*net.TCPAddr); ok && !keys.Enforcing() && !tcp.IP.IsLoopback() {
+		ln.Close() // the name resolved differently at bind time
+		return protectedModeError(ln.Addr().String(), keyFilePath(cfg))
+	}
+	if keys.Enforcing() {
+		active, revoked := keys.Counts()
+		logger.Info("API keys required", "active", active, "revoked", revoked, "key_file", keys.File())
+	} else {
+		logger.Warn("PROTECTED MODE: no API keys are configured, so every request is served without authentication, "+
+			"admin routes included, and Ripple refuses any listen address but loopback. Create a key with "+
+			"`ripple keys create --name NAME --scopes read,ingest` (or set auth.keys) to require keys: this server picks "+
+			"the key file up while running; listening on other addresses takes a restart.",
+			"addr", ln.Addr().String(), "key_file", keys.File())
+	}
+	// The key file is polled, and reread at once on SIGHUP, so a revoke
+	// takes effect without a restart.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go keys.Watch(ctx, reloadEvery, hup)
 	srv := api.NewHTTPServer(cfg.Addr, n.api.Handler())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -325,6 +450,50 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 		logger.Error("shutdown", "err", err)
 	}
 	return nil
+}
+
+// checkExposure enforces protected mode: without API keys Ripple serves
+// loopback addresses only, like Redis. An empty host, 0.0.0.0 and [::]
+// listen everywhere and are refused; a name must resolve to loopback only.
+func checkExposure(ctx context.Context, addr string, haveKeys bool, keyFile string) error {
+	if haveKeys {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("addr %q: %w", addr, err)
+	}
+	if !loopbackHost(ctx, host) {
+		return protectedModeError(addr, keyFile)
+	}
+	return nil
+}
+
+func loopbackHost(ctx context.Context, host string) bool {
+	if host == "" {
+		return false
+	}
+	if ip := net.ParseIP(host); ip != nil {
+		return ip.IsLoopback()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil || len(addrs) == 0 {
+		return false
+	}
+	for _, a := range addrs {
+		if !a.IP.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+func protectedModeError(addr, keyFile string) error {
+	return fmt.Errorf("refusing to serve on %s without API keys (protected mode): with no keys configured Ripple "+
+		"serves only loopback addresses. Bind one (--addr 127.0.0.1:8080), or create a key first: "+
+		"ripple keys create --name NAME --scopes read,ingest --file %s (or add auth.keys to the config)", addr, keyFile)
 }
 
 // loadDemo fills an empty data dir with the synthetic demo or a real file.

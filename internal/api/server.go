@@ -11,11 +11,14 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	json "github.com/goccy/go-json"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ripple-rec/ripple/internal/auth"
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
@@ -66,12 +69,24 @@ type Options struct {
 	// Status adds dependency detail (store, breakers) to /readyz. It never
 	// fails readiness: a node whose store is down still serves fallbacks.
 	Status func() map[string]any
+	// Keys authenticates callers (*auth.Store). Nil, or a store that has
+	// never held a key, leaves the API open: protected mode, which serve
+	// allows on loopback addresses only.
+	Keys KeyStore
+	// RateLimit sizes the per-key and per-tenant token buckets.
+	RateLimit RateLimit
+	// Limiter keeps the buckets (a RedisLimiter shares them across nodes);
+	// nil keeps them in process. When it fails, the in-process buckets decide.
+	Limiter RateLimiter
+	// MaxInFlight bounds the requests being served; beyond it requests get
+	// 503 overloaded (0: DefaultMaxInFlight).
+	MaxInFlight int
 }
 
 // DefaultOptions are the serve defaults.
 func DefaultOptions() Options {
 	return Options{MaxBodyBytes: 16 << 20, MaxBatchEvents: 10_000, IngestTimeout: 10 * time.Second,
-		ReadTimeout: 250 * time.Millisecond, MaxK: 500, MaxRankItems: 1000}
+		ReadTimeout: 250 * time.Millisecond, MaxK: 500, MaxRankItems: 1000, RateLimit: DefaultRateLimit()}
 }
 
 // Server is the HTTP API.
@@ -84,6 +99,22 @@ type Server struct {
 	opts      Options
 	validator *event.Validator
 	handler   http.Handler
+	routes    []route
+
+	keys        KeyStore
+	local       *LocalLimiter
+	gm          *guardMetrics
+	inFlight    atomic.Int64
+	maxInFlight int64
+	exempt      map[string]bool // paths never shed: public routes
+}
+
+// route is one entry of the API's route table: every route names the scope
+// a key needs, or public.
+type route struct {
+	method, pattern string
+	scope           auth.Scope
+	handler         http.HandlerFunc
 }
 
 // New builds the handler tree.
@@ -91,32 +122,73 @@ func New(w Writer, f FeatureReader, p *recommend.Pipeline, m *observe.Metrics, l
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{w: w, f: f, p: p, m: m, log: log, opts: opts, validator: event.NewValidator(opts.ExtraEventTypes...)}
-	mux := http.NewServeMux()
-	route := func(pattern string, methods map[string]http.HandlerFunc) {
-		mux.Handle(pattern, allow(methods))
+	s := &Server{w: w, f: f, p: p, m: m, log: log, opts: opts, validator: event.NewValidator(opts.ExtraEventTypes...),
+		keys: opts.Keys, local: NewLocalLimiter(opts.RateLimit.MaxBuckets), exempt: map[string]bool{}}
+	s.maxInFlight = int64(opts.MaxInFlight)
+	if s.maxInFlight <= 0 {
+		s.maxInFlight = int64(DefaultMaxInFlight())
 	}
-	route("/v1/events", map[string]http.HandlerFunc{http.MethodPost: s.postEvents})
-	route("/v1/items", map[string]http.HandlerFunc{http.MethodPost: s.postItems})
-	route("/v1/items/{item}", map[string]http.HandlerFunc{http.MethodPut: s.putItem})
-	route("/v1/items/{item}/similar", map[string]http.HandlerFunc{http.MethodGet: s.getSimilar})
-	route("/v1/recommendations/{user}", map[string]http.HandlerFunc{http.MethodGet: s.getRecommendations})
-	route("/v1/rank", map[string]http.HandlerFunc{http.MethodPost: s.postRank})
-	route("/v1/features/{entity}/{id}", map[string]http.HandlerFunc{http.MethodGet: s.getFeatures})
-	route("/v1/admin/train", map[string]http.HandlerFunc{http.MethodPost: s.postTrain})
-	route("/v1/users/{user}", map[string]http.HandlerFunc{http.MethodDelete: s.deleteUser})
-	route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz})
-	route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz})
+	var reg prometheus.Registerer
 	if m != nil {
-		mux.Handle("/metrics", allow(map[string]http.HandlerFunc{http.MethodGet: promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}).ServeHTTP}))
+		reg = m.Registry
 	}
+	s.gm = newGuardMetrics(reg, func() float64 { return float64(s.inFlight.Load()) }, func() float64 { return float64(s.maxInFlight) })
+	s.routes = []route{
+		{http.MethodPost, "/v1/events", auth.ScopeIngest, s.postEvents},
+		{http.MethodPost, "/v1/items", auth.ScopeIngest, s.postItems},
+		{http.MethodPut, "/v1/items/{item}", auth.ScopeIngest, s.putItem},
+		{http.MethodGet, "/v1/items/{item}/similar", auth.ScopeRead, s.getSimilar},
+		{http.MethodGet, "/v1/recommendations/{user}", auth.ScopeRead, s.getRecommendations},
+		{http.MethodPost, "/v1/rank", auth.ScopeRead, s.postRank},
+		{http.MethodGet, "/v1/features/{entity}/{id}", auth.ScopeRead, s.getFeatures},
+		{http.MethodPost, "/v1/admin/train", auth.ScopeAdmin, s.postTrain},
+		{http.MethodDelete, "/v1/users/{user}", auth.ScopeAdmin, s.deleteUser},
+		{http.MethodGet, "/healthz", public, s.healthz},
+		{http.MethodGet, "/readyz", public, s.readyz},
+	}
+	if m != nil {
+		s.routes = append(s.routes, route{http.MethodGet, "/metrics", public,
+			promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}).ServeHTTP})
+	}
+	mux := s.mount(s.routes)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no route for "+r.Method+" "+r.URL.Path)
 	})
 	// The request id wraps everything, so even a recovered panic's error
-	// body carries it.
-	s.handler = s.requestID(s.recover(s.instrument(mux)))
+	// body carries it. Then: shed (an atomic add) → routing → authenticate
+	// → rate limit → handler, so the cheapest refusal comes first and none
+	// reads the body.
+	s.handler = s.requestID(s.recover(s.instrument(s.shed(mux))))
 	return s
+}
+
+// mount builds the mux of a route table. Each route gets authenticate (its
+// scope) → rate limit → handler; public routes are exact paths, exempt from
+// shedding. A route that names no scope is a programming error.
+func (s *Server) mount(routes []route) *http.ServeMux {
+	byPattern := map[string]map[string]http.HandlerFunc{}
+	var patterns []string
+	for _, rt := range routes {
+		h := rt.handler
+		switch {
+		case rt.scope == public:
+			s.exempt[rt.pattern] = true
+		case rt.scope.Valid():
+			h = s.authenticate(rt.scope)(s.rateLimit(h)).ServeHTTP
+		default:
+			panic("api: route " + rt.method + " " + rt.pattern + " names no scope")
+		}
+		if byPattern[rt.pattern] == nil {
+			byPattern[rt.pattern] = map[string]http.HandlerFunc{}
+			patterns = append(patterns, rt.pattern)
+		}
+		byPattern[rt.pattern][rt.method] = h
+	}
+	mux := http.NewServeMux()
+	for _, p := range patterns {
+		mux.Handle(p, allow(byPattern[p]))
+	}
+	return mux
 }
 
 // Handler returns the root handler.
@@ -279,6 +351,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // readBody reads a size-limited body, answering 413 or 400 itself.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	// A declared length over the limit is refused before a byte is read.
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		writeError(w, r, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body exceeds %d bytes", s.opts.MaxBodyBytes))
+		return nil, false
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	var tooBig *http.MaxBytesError
 	switch {
