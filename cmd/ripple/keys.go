@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ripple-rec/ripple/internal/audit"
 	"github.com/ripple-rec/ripple/internal/auth"
 )
 
@@ -109,6 +111,7 @@ func newKeysCreateCmd(t *keysTarget) *cobra.Command {
 			}); err != nil {
 				return err
 			}
+			auditKeys(path, "keys.create", k)
 			if asJSON {
 				return json.NewEncoder(out).Encode(createdKey{ID: k.ID, Name: k.Name, Scopes: k.Scopes, Tenant: k.Tenant,
 					Secret: secret, File: path})
@@ -247,6 +250,7 @@ func newKeysRevokeCmd(t *keysTarget) *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "key %s %q was already revoked\n", found.ID, found.Name)
 				return nil
 			}
+			auditKeys(path, "keys.revoke", found)
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked key %s %q in %s; running servers refuse it within auth.reload_interval, or at once on SIGHUP\n",
 				found.ID, found.Name, filepath.Clean(path))
 			return nil
@@ -274,4 +278,19 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// auditKeys records a key change in the audit log beside the key file
+// (the data dir by default). A failure to audit is reported, not fatal:
+// the key file change already happened.
+func auditKeys(keyFile, action string, k auth.Key) {
+	l, err := audit.Open(filepath.Dir(keyFile))
+	if err == nil {
+		err = l.Record(audit.Entry{Action: action, Actor: "cli", Outcome: "ok",
+			Details: map[string]any{"key_id": k.ID, "name": k.Name, "scopes": joinScopes(k.Scopes)}})
+		l.Close()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ripple: warning: audit log:", err)
+	}
 }

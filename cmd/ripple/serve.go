@@ -18,9 +18,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"go.opentelemetry.io/otel/trace"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ripple-rec/ripple/internal/api"
+	"github.com/ripple-rec/ripple/internal/audit"
 	"github.com/ripple-rec/ripple/internal/auth"
 	"github.com/ripple-rec/ripple/internal/demo"
 	"github.com/ripple-rec/ripple/internal/event"
@@ -62,6 +64,14 @@ type serveConfig struct {
 	MaxInFlight int             `yaml:"max_in_flight"`
 	Auth        authConfig      `yaml:"auth"`
 	RateLimit   rateLimitConfig `yaml:"rate_limit"`
+
+	// Tracing exports OpenTelemetry traces: every failed and slow trace and
+	// sample_ratio of the rest (exporter off by default).
+	Tracing observe.Tracing `yaml:"tracing"`
+	// LogUserIDs is how logs carry user ids: keep, hash (keyed by
+	// log_user_id_key; empty: a random key per process) or drop.
+	LogUserIDs   string `yaml:"log_user_ids"`
+	LogUserIDKey string `yaml:"log_user_id_key"`
 }
 
 // authConfig is the `auth:` section. With no key in keys or the key file,
@@ -99,7 +109,7 @@ func defaultServeConfig() serveConfig {
 	return serveConfig{Addr: "127.0.0.1:8080", DataDir: "./ripple-data", SnapshotInterval: "1m", LogLevel: "info",
 		MaxBodyBytes: o.MaxBodyBytes, MaxBatchEvents: o.MaxBatchEvents, ReadTimeout: o.ReadTimeout.String(),
 		IngestTimeout: o.IngestTimeout.String(), StaleAfter: 10_000, GCPercent: 400, Recommend: recommend.DefaultConfig(),
-		Store: "embedded", Redis: defaultRedisConfig(),
+		Store: "embedded", Redis: defaultRedisConfig(), Tracing: observe.DefaultTracing(), LogUserIDs: observe.UserIDsHash,
 		Auth: authConfig{ReloadInterval: "5s"},
 		RateLimit: rateLimitConfig{PerKeyRPS: rl.PerKeyRPS, PerKeyBurst: rl.PerKeyBurst, PerTenantRPS: rl.PerTenantRPS,
 			PerTenantBurst: rl.PerTenantBurst, MaxBuckets: rl.MaxBuckets, RedisTimeout: "20ms"}}
@@ -212,7 +222,12 @@ type node struct {
 	api     *api.Server
 	logger  *slog.Logger
 	online  *onlineParts // store: redis
+	audit   *audit.Log
 	keys    *auth.Store
+	// tracer is the node's tracer provider (a no-op one with tracing
+	// off); stopTracing flushes it.
+	tracer      trace.TracerProvider
+	stopTracing func(context.Context) error
 }
 
 // tuneGC applies the configured GC target. The serving path allocates per
@@ -290,11 +305,15 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	var svc *ingest.Service
 	n.metrics = observe.NewMetrics(func() float64 { return float64(n.engine.Late()) },
 		func() float64 { return svc.SnapshotAge() })
+	if n.tracer, n.stopTracing, err = observe.NewTracerProvider(ctx, cfg.Tracing, n.metrics.Registry, logger); err != nil {
+		n.close()
+		return nil, err
+	}
 	// Snapshots are taken from the first one on, so retention may only drop
 	// records a snapshot covers.
 	n.log.SetRetentionFloor(0)
 	svc = ingest.New(n.log, n.engine, n.snaps, n.metrics, logger, ingest.Options{
-		SnapshotEvery: snapEvery, RetentionFloor: n.log.SetRetentionFloor})
+		SnapshotEvery: snapEvery, RetentionFloor: n.log.SetRetentionFloor, Tracing: n.tracer})
 	n.ingest = svc
 	if err := svc.Recover(ctx); err != nil {
 		n.close()
@@ -321,6 +340,7 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		}
 		return recommend.Healthy
 	}
+	n.pipe.Tracer = observe.Tracer(n.tracer, "github.com/ripple-rec/ripple/internal/recommend")
 	opts := api.DefaultOptions()
 	opts.MaxBodyBytes, opts.MaxBatchEvents, opts.ExtraEventTypes = cfg.MaxBodyBytes, cfg.MaxBatchEvents, cfg.EventTypes
 	if readTimeout > 0 {
@@ -353,6 +373,11 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 			}})
 		opts.Limiter = api.NewRedisLimiter(n.online.store.Client(), cfg.Redis.Prefix, breaker, limiterTimeout)
 	}
+	if n.audit, err = audit.Open(cfg.DataDir); err != nil {
+		n.close()
+		return nil, err
+	}
+	opts.Audit = n.audit
 	n.api = api.New(svc, reader, n.pipe, n.metrics, logger, opts)
 	return n, nil
 }
@@ -374,6 +399,16 @@ func (n *node) close() {
 	if n.log != nil {
 		n.log.Close()
 	}
+	if n.audit != nil {
+		n.audit.Close()
+	}
+	if n.stopTracing != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := n.stopTracing(ctx); err != nil {
+			n.logger.Warn("flushing traces at shutdown", "err", err)
+		}
+		cancel()
+	}
 }
 
 func runServe(ctx context.Context, cfg serveConfig) error {
@@ -381,7 +416,10 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
 		return fmt.Errorf("log_level: %w", err)
 	}
-	logger := observe.NewLogger(os.Stderr, level)
+	logger, err := observe.NewJSONLogger(os.Stderr, level, observe.LogConfig{UserIDs: cfg.LogUserIDs, UserIDKey: cfg.LogUserIDKey})
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

@@ -10,6 +10,7 @@ import (
 
 	json "github.com/goccy/go-json"
 
+	"github.com/ripple-rec/ripple/internal/audit"
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
@@ -67,6 +68,14 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	res, err := s.w.Events(ctx, batch.Events)
 	resp.Accepted, resp.Duplicates = res.Accepted, res.Duplicates
+	for _, i := range res.Refused {
+		resp.Errors = append(resp.Errors, event.IndexError{Index: batch.Index[i],
+			Error: "user " + clip(batch.Events[i].User) + " withheld storage consent: event not stored"})
+	}
+	resp.Rejected += len(res.Refused)
+	if s.m != nil && len(res.Refused) > 0 {
+		s.m.Events.WithLabelValues("refused").Add(float64(len(res.Refused)))
+	}
 	if s.m != nil {
 		s.m.Events.WithLabelValues("accepted").Add(float64(res.Accepted))
 		s.m.Events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
@@ -339,12 +348,116 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.IngestTimeout)
 	defer cancel()
-	if err := s.w.EraseUser(ctx, user); err != nil && !errors.Is(err, ingest.ErrApplyPending) {
+	redacted := -1
+	var err error
+	if p, ok := s.w.(Privacy); ok {
+		redacted, err = p.Erase(ctx, user)
+	} else {
+		err = s.w.EraseUser(ctx, user)
+	}
+	s.audit(r, "user.erase", user, err, map[string]any{"redacted_records": redacted})
+	switch {
+	case errors.Is(err, ingest.ErrCannotRedact):
+		// The state is gone; the log cannot rewrite records. Say so.
+		writeJSON(w, http.StatusOK, map[string]any{"user": user, "erased": true, "log_redacted": false,
+			"request_id": RequestID(r.Context())})
+		return
+	case err != nil && !errors.Is(err, ingest.ErrApplyPending):
+		s.log.Error("erase failed", "err", err, "request_id", RequestID(r.Context()))
 		w.Header().Set("Retry-After", "1")
-		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the erase could not be recorded; retry")
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the erase did not complete; retry (erasure is idempotent)")
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"user": user, "erased": true, "request_id": RequestID(r.Context())})
+	body := map[string]any{"user": user, "erased": true, "request_id": RequestID(r.Context())}
+	if redacted >= 0 {
+		body["log_redacted"], body["redacted_records"] = true, redacted
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// Privacy is the consent and erasure side of the write path
+// (ingest.Service implements it).
+type Privacy interface {
+	Erase(ctx context.Context, user string) (redacted int, err error)
+	SetConsent(ctx context.Context, user string, c event.Consent) error
+	Consent(user string) event.Consent
+}
+
+type consentBody struct {
+	Personalization *bool `json:"personalization"`
+	Storage         *bool `json:"storage"`
+}
+
+func (s *Server) putConsent(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.w.(Privacy)
+	if !ok {
+		writeError(w, r, http.StatusNotImplemented, "not_implemented", "this node cannot record consent")
+		return
+	}
+	user := r.PathValue("user")
+	if len(user) > event.MaxIDLen {
+		writeError(w, r, http.StatusBadRequest, "invalid_parameter", "user id too long")
+		return
+	}
+	if !s.requireJSON(w, r) {
+		return
+	}
+	body, ok := s.readBody(w, r)
+	if !ok {
+		return
+	}
+	var cb consentBody
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cb); err != nil || (cb.Personalization == nil && cb.Storage == nil) {
+		writeError(w, r, http.StatusBadRequest, "invalid_body", `expected {"personalization":bool,"storage":bool} (either may be left out)`)
+		return
+	}
+	c := p.Consent(user)
+	if cb.Personalization != nil {
+		c.Personalization = *cb.Personalization
+	}
+	if cb.Storage != nil {
+		c.Storage = *cb.Storage
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.IngestTimeout)
+	defer cancel()
+	err := p.SetConsent(ctx, user, c)
+	s.audit(r, "user.consent", user, err, map[string]any{"personalization": c.Personalization, "storage": c.Storage})
+	if err != nil && !errors.Is(err, ingest.ErrApplyPending) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the consent could not be recorded; retry")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"user": user, "consent": c, "request_id": RequestID(r.Context())})
+}
+
+func (s *Server) getConsent(w http.ResponseWriter, r *http.Request) {
+	p, ok := s.w.(Privacy)
+	if !ok {
+		writeError(w, r, http.StatusNotImplemented, "not_implemented", "this node does not track consent")
+		return
+	}
+	user := r.PathValue("user")
+	writeJSON(w, http.StatusOK, map[string]any{"user": user, "consent": p.Consent(user), "request_id": RequestID(r.Context())})
+}
+
+// audit records an admin action when an audit log is configured; user ids
+// appear only as keyed hashes.
+func (s *Server) audit(r *http.Request, action, user string, err error, details map[string]any) {
+	if s.opts.Audit == nil {
+		return
+	}
+	e := audit.Entry{Action: action, Subject: s.opts.Audit.Subject(user), Request: RequestID(r.Context()), Outcome: "ok", Details: details}
+	if k := KeyFrom(r.Context()); k != nil {
+		e.Actor = k.ID
+	}
+	if err != nil {
+		e.Outcome = err.Error()
+	}
+	if aerr := s.opts.Audit.Record(e); aerr != nil {
+		s.log.Error("audit log write failed", "action", action, "err", aerr)
+	}
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

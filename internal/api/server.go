@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ripple-rec/ripple/internal/audit"
 	"github.com/ripple-rec/ripple/internal/auth"
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
@@ -69,6 +70,8 @@ type Options struct {
 	// Status adds dependency detail (store, breakers) to /readyz. It never
 	// fails readiness: a node whose store is down still serves fallbacks.
 	Status func() map[string]any
+	// Audit, when set, records erasures and consent changes.
+	Audit *audit.Log
 	// Keys authenticates callers (*auth.Store). Nil, or a store that has
 	// never held a key, leaves the API open: protected mode, which serve
 	// allows on loopback addresses only.
@@ -143,6 +146,8 @@ func New(w Writer, f FeatureReader, p *recommend.Pipeline, m *observe.Metrics, l
 		{http.MethodGet, "/v1/features/{entity}/{id}", auth.ScopeRead, s.getFeatures},
 		{http.MethodPost, "/v1/admin/train", auth.ScopeAdmin, s.postTrain},
 		{http.MethodDelete, "/v1/users/{user}", auth.ScopeAdmin, s.deleteUser},
+		{http.MethodPut, "/v1/users/{user}/consent", auth.ScopeIngest, s.putConsent},
+		{http.MethodGet, "/v1/users/{user}/consent", auth.ScopeRead, s.getConsent},
 		{http.MethodGet, "/healthz", public, s.healthz},
 		{http.MethodGet, "/readyz", public, s.readyz},
 	}
