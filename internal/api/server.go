@@ -320,6 +320,9 @@ func (s *Server) recover(next http.Handler) http.Handler {
 				}
 				s.log.Error("panic in handler", "panic", fmt.Sprint(v), "path", r.URL.Path, "request_id", RequestID(r.Context()),
 					"stack", string(debug.Stack()))
+				if s.m != nil {
+					s.m.Panics.Inc()
+				}
 				writeError(w, r, http.StatusInternalServerError, "internal", "internal error")
 			}
 		}()

@@ -15,6 +15,7 @@ type Metrics struct {
 	Requests        *prometheus.CounterVec   // route, code
 	RequestDuration *prometheus.HistogramVec // route
 	InFlight        prometheus.Gauge
+	Panics          prometheus.Counter // handler panics turned into JSON 500s
 
 	Events       *prometheus.CounterVec // outcome: accepted|duplicate|rejected
 	AppendBatch  prometheus.Histogram   // seconds per durable append
@@ -48,6 +49,9 @@ func NewMetrics(late func() float64, snapshotAge func() float64) *Metrics {
 		}, []string{"route"}),
 		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ripple_http_in_flight_requests", Help: "HTTP requests being served.",
+		}),
+		Panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ripple_http_panics_total", Help: "Handler panics recovered into a JSON 500 (each one is a bug).",
 		}),
 		Events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ripple_events_total", Help: "Ingested events by outcome (accepted, duplicate, rejected).",
@@ -90,7 +94,7 @@ func NewMetrics(late func() float64, snapshotAge func() float64) *Metrics {
 		}),
 	}
 	r.MustRegister(m.Requests, m.RequestDuration, m.InFlight, m.Events, m.AppendBatch, m.Applied, m.ApplyLag,
-		m.ApplyLagSec, m.LateEvents, m.SnapshotAge, m.SnapshotSecs, m.Recommendations, m.Candidates, m.Erasures, m.Erased)
+		m.ApplyLagSec, m.LateEvents, m.SnapshotAge, m.SnapshotSecs, m.Recommendations, m.Candidates, m.Erasures, m.Erased, m.Panics)
 	return m
 }
 
