@@ -158,6 +158,7 @@ func openOnline(ctx context.Context, n *node, cfg redisConfig, dataDir string, l
 		return nil, err
 	}
 	ro.Capacity, ro.Jitter, ro.Beta, ro.Timeout = c.Capacity, c.Jitter, c.EarlyRefresh, readT
+	ro.Tracing = n.tracer
 	source, err := sourceID(dataDir)
 	if err != nil {
 		return nil, err

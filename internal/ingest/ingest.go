@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/eventlog"
 	"github.com/ripple-rec/ripple/internal/features"
@@ -23,6 +26,10 @@ type Options struct {
 	DedupAge       time.Duration
 	ReadBatch      int
 	RetentionFloor func(offset uint64) // told the newest snapshot offset; nil ok
+	// Tracing records the durable append and the wait for apply as spans of
+	// the caller's trace, and each applied batch as a trace of its own.
+	// nil: no spans.
+	Tracing trace.TracerProvider
 }
 
 // Service is the write path. Create with New, then Start.
@@ -33,6 +40,7 @@ type Service struct {
 	dedup   *event.Deduper
 	metrics *observe.Metrics
 	logger  *slog.Logger
+	tracer  trace.Tracer
 	opts    Options
 
 	applyMu sync.Mutex // held by the applier; snapshots take it to get a cut
@@ -83,7 +91,8 @@ func New(log eventlog.Log, engine *features.Engine, snaps *store.Snapshots, m *o
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Service{log: log, engine: engine, snaps: snaps, dedup: event.NewDeduper(opts.DedupIDs, opts.DedupAge),
-		metrics: m, logger: logger, opts: opts, applied: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+		metrics: m, logger: logger, opts: opts, applied: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
+		tracer: observe.Tracer(opts.Tracing, "github.com/ripple-rec/ripple/internal/ingest")}
 }
 
 // Recover loads the latest snapshot and replays the log tail until the
@@ -229,8 +238,11 @@ func (s *Service) run() {
 	}
 }
 
-// applyFrom applies one read batch and wakes waiters.
+// applyFrom applies one read batch and wakes waiters. Each batch is a span
+// and, as the applier serves no request, a trace of its own: sampled like
+// any other, so kept when it fails or is slow.
 func (s *Service) applyFrom(ctx context.Context, from uint64) (uint64, error) {
+	ctx, span := s.tracer.Start(ctx, "ingest.apply")
 	s.applyMu.Lock()
 	next, err := s.batch.apply(ctx, s.log, s.engine, from, s.opts.ReadBatch, func(off uint64, err error) error {
 		// A record the log acknowledged but we cannot decode is a bug or
@@ -246,6 +258,11 @@ func (s *Service) applyFrom(ctx context.Context, from uint64) (uint64, error) {
 		s.metrics.Applied.Add(float64(n))
 	}
 	s.notifyApplied()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("ripple.log.from", int64(from)), attribute.Int64("ripple.records", int64(next-from)))
+	}
+	observe.SetError(span, err)
+	span.End()
 	return next, err
 }
 
@@ -430,7 +447,13 @@ func (s *Service) Erase(ctx context.Context, user string) (int, error) {
 
 func (s *Service) append(ctx context.Context, payloads [][]byte) error {
 	start := time.Now()
-	first, err := s.log.Append(ctx, payloads)
+	actx, span := s.tracer.Start(ctx, "eventlog.append")
+	first, err := s.log.Append(actx, payloads)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int("ripple.records", len(payloads)))
+	}
+	observe.SetError(span, err)
+	span.End()
 	if err != nil {
 		return fmt.Errorf("ingest: append: %w", err)
 	}
@@ -439,7 +462,14 @@ func (s *Service) append(ctx context.Context, payloads [][]byte) error {
 		s.metrics.AppendBatch.Observe(time.Since(start).Seconds())
 	}
 	s.pending.push(last, time.Now())
-	if err := s.WaitApplied(ctx, last); err != nil {
+	wctx, span := s.tracer.Start(ctx, "ingest.wait_applied")
+	err = s.WaitApplied(wctx, last)
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("ripple.log.offset", int64(last)))
+	}
+	observe.SetError(span, err)
+	span.End()
+	if err != nil {
 		return fmt.Errorf("%w: %w", ErrApplyPending, err)
 	}
 	return nil

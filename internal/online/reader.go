@@ -8,9 +8,12 @@ import (
 	"time"
 
 	json "github.com/goccy/go-json"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ripple-rec/ripple/internal/cache"
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/resilience"
 	"github.com/ripple-rec/ripple/internal/store"
 )
@@ -32,6 +35,10 @@ type ReaderOptions struct {
 	Timeout  time.Duration // per store read
 	Bus      cache.Bus
 	Metrics  *cache.Metrics
+	// Tracing records every store read of a tier (one batch load) as a
+	// span of the request that caused it; L1 hits record nothing. nil: no
+	// spans.
+	Tracing trace.TracerProvider
 }
 
 // DefaultReaderOptions are the serve defaults.
@@ -91,28 +98,29 @@ func NewReader(st store.Online, opts ReaderOptions, defaults func(entity string)
 	bus := opts.Bus
 	opts.Bus = r.bus
 	ttl := func(d time.Duration) func(string) time.Duration { return func(string) time.Duration { return d } }
+	tr := observe.Tracer(opts.Tracing, "github.com/ripple-rec/ripple/internal/online")
 	var err error
-	if r.users, err = cache.New(cache.Options[userEntry]{Name: "user", Capacity: opts.Capacity, Load: r.loadUsers,
+	if r.users, err = cache.New(cache.Options[userEntry]{Name: "user", Capacity: opts.Capacity, Load: traceLoad(tr, "user", r.loadUsers),
 		TTL: ttl(opts.UserTTL), Jitter: opts.Jitter, Beta: opts.Beta, StaleFor: opts.StaleFor,
 		LoadTimeout: opts.Timeout, Bus: opts.Bus, Metrics: opts.Metrics}); err != nil {
 		return nil, err
 	}
-	if r.infos, err = cache.New(cache.Options[features.ItemInfo]{Name: "item", Capacity: opts.Capacity, Load: r.loadInfos,
+	if r.infos, err = cache.New(cache.Options[features.ItemInfo]{Name: "item", Capacity: opts.Capacity, Load: traceLoad(tr, "item", r.loadInfos),
 		TTL: ttl(opts.ItemTTL), Jitter: opts.Jitter, Beta: opts.Beta, StaleFor: opts.StaleFor,
 		LoadTimeout: opts.Timeout, Bus: opts.Bus, Metrics: opts.Metrics}); err != nil {
 		return nil, err
 	}
-	if r.nbrs, err = cache.New(cache.Options[[]features.Neighbor]{Name: "neighbors", Capacity: opts.Capacity, Load: r.loadNbrs,
+	if r.nbrs, err = cache.New(cache.Options[[]features.Neighbor]{Name: "neighbors", Capacity: opts.Capacity, Load: traceLoad(tr, "neighbors", r.loadNbrs),
 		TTL: ttl(opts.NeighborsTTL), Jitter: opts.Jitter, Beta: opts.Beta, StaleFor: opts.StaleFor,
 		LoadTimeout: opts.Timeout, Bus: opts.Bus, Metrics: opts.Metrics}); err != nil {
 		return nil, err
 	}
-	if r.trend, err = cache.New(cache.Options[[]features.Scored]{Name: "trending", Capacity: 10_000, Load: r.loadTrend,
+	if r.trend, err = cache.New(cache.Options[[]features.Scored]{Name: "trending", Capacity: 10_000, Load: traceLoad(tr, "trending", r.loadTrend),
 		TTL: ttl(opts.TrendingTTL), Jitter: opts.Jitter, Beta: opts.Beta, StaleFor: opts.StaleFor,
 		LoadTimeout: opts.Timeout, Metrics: opts.Metrics}); err != nil {
 		return nil, err
 	}
-	if r.values, err = cache.New(cache.Options[valuesEntry]{Name: "values", Capacity: opts.Capacity, Load: r.loadValues,
+	if r.values, err = cache.New(cache.Options[valuesEntry]{Name: "values", Capacity: opts.Capacity, Load: traceLoad(tr, "values", r.loadValues),
 		TTL: ttl(opts.ValuesTTL), Jitter: opts.Jitter, StaleFor: opts.StaleFor,
 		LoadTimeout: opts.Timeout, Bus: opts.Bus, Metrics: opts.Metrics}); err != nil {
 		return nil, err
@@ -136,6 +144,31 @@ func (r *Reader) Close() {
 		if c != nil {
 			c.Close()
 		}
+	}
+}
+
+// traceLoad wraps a tier's batch load in a span: one per store round
+// trip, named by tier, with key and hit counts (never the keys: user
+// tiers are keyed by user id).
+func traceLoad[V any](tr trace.Tracer, tier string, load cache.LoadFunc[V]) cache.LoadFunc[V] {
+	name := "online.load " + tier
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)} // built once: Start with opts... allocates nothing more
+	return func(ctx context.Context, keys []string) ([]V, []bool, error) {
+		ctx, span := tr.Start(ctx, name, opts...)
+		vals, found, err := load(ctx, keys)
+		if span.IsRecording() {
+			hits := 0
+			for _, f := range found {
+				if f {
+					hits++
+				}
+			}
+			span.SetAttributes(attribute.String("ripple.tier", tier), attribute.Int("ripple.keys", len(keys)),
+				attribute.Int("ripple.found", hits))
+		}
+		observe.SetError(span, err)
+		span.End()
+		return vals, found, err
 	}
 }
 

@@ -6,7 +6,11 @@ import (
 	"sort"
 	"sync"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/observe"
 )
 
 // Features is what the pipeline reads; features.Engine implements it and a
@@ -99,6 +103,35 @@ type Pipeline struct {
 	// Health reports the freshness of the feature state (Healthy or Stale);
 	// nil means always Healthy.
 	Health func() string
+	// Tracer records a request's stages as spans (candidates, filter,
+	// score, diversify) under one "recommend" span; nil records nothing.
+	// Spans carry counts and levels, never the user id.
+	Tracer trace.Tracer
+}
+
+func (p *Pipeline) tracer() trace.Tracer {
+	if p.Tracer == nil {
+		return observe.Tracer(nil, "")
+	}
+	return p.Tracer
+}
+
+// endStage ends a stage span with the count it produced.
+func endStage(s trace.Span, key string, n int) {
+	if s.IsRecording() {
+		s.SetAttributes(attribute.Int(key, n))
+	}
+	s.End()
+}
+
+// endRequest ends the span of a whole request with what it served.
+func endRequest(s trace.Span, k int, resp *Response) {
+	if s.IsRecording() {
+		s.SetAttributes(attribute.Int("ripple.k", k), attribute.Int("ripple.candidates", resp.Candidates),
+			attribute.Int("ripple.items", len(resp.Items)), attribute.String("ripple.degradation", resp.Degradation),
+			attribute.Bool("ripple.cold_start", resp.ColdStart))
+	}
+	s.End()
 }
 
 // New returns a pipeline over f.
@@ -225,16 +258,28 @@ func (c *candidates) reason(x *candidate, source, via string, score float64) {
 // has plus popularity backfill and reports Degraded, rather than failing.
 func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	k := min(max(req.K, 1), p.cfg.MaxK)
+	tr := p.tracer()
+	// Feature reads (cache loads) nest under the request's span.
+	ctx, span := tr.Start(ctx, "recommend")
 	f := p.bind(ctx)
+	_, s := tr.Start(ctx, "recommend.candidates")
 	resp, c := p.gather(ctx, f, req.User, k, req.Explain)
+	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
 	if resp.anonymous {
 		req.IncludeSeen = true // the user's history is not used at all
 	}
+	_, s = tr.Start(ctx, "recommend.filter")
 	list := p.filter(f, req, c.list)
+	endStage(s, "ripple.kept", len(list))
+	_, s = tr.Start(ctx, "recommend.score")
 	p.score(list)
+	endStage(s, "ripple.scored", len(list))
+	_, s = tr.Start(ctx, "recommend.diversify")
 	resp.Items = p.diversify(list, k, req.Explain)
+	endStage(s, "ripple.items", len(resp.Items))
 	fold(f, &resp)
+	endRequest(span, k, &resp)
 	return resp
 }
 

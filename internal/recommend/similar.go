@@ -15,9 +15,12 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 	if p.Health != nil {
 		resp.Degradation = p.Health()
 	}
+	tr := p.tracer()
+	ctx, span := tr.Start(ctx, "recommend.similar")
 	f := p.bind(ctx)
 	c := newCandidates(explain)
 	defer c.release()
+	_, s := tr.Start(ctx, "recommend.candidates")
 	ns := f.Neighbors(item, max(p.cfg.NeighborsPerItem, 2*k))
 	total := 0.0
 	for _, n := range ns {
@@ -44,10 +47,18 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 		}
 	}
 	resp.Candidates = len(c.list)
+	endStage(s, "ripple.candidates", resp.Candidates)
+	_, s = tr.Start(ctx, "recommend.filter")
 	list := p.filter(f, Request{IncludeSeen: true, Exclude: []string{item}}, c.list)
+	endStage(s, "ripple.kept", len(list))
+	_, s = tr.Start(ctx, "recommend.score")
 	p.score(list)
+	endStage(s, "ripple.scored", len(list))
+	_, s = tr.Start(ctx, "recommend.diversify")
 	resp.Items = p.diversify(list, k, explain)
+	endStage(s, "ripple.items", len(resp.Items))
 	fold(f, &resp)
+	endRequest(span, k, &resp)
 	return resp
 }
 
@@ -57,9 +68,14 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 // trending tie-break (below 1e-9), so they follow the others in trending
 // order; unknown items score 0 and keep the caller's order at the end.
 func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explain bool) Response {
+	tr := p.tracer()
+	ctx, span := tr.Start(ctx, "recommend.rank")
 	f := p.bind(ctx)
+	_, s := tr.Start(ctx, "recommend.candidates")
 	resp, c := p.gather(ctx, f, user, len(items), explain)
+	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
+	_, s = tr.Start(ctx, "recommend.score")
 	list := make([]*candidate, 0, len(items))
 	var refs []uint32
 	var known []*candidate
@@ -90,10 +106,12 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 	}
 	p.score(list)
 	sort.SliceStable(list, func(i, j int) bool { return list[i].score > list[j].score })
+	endStage(s, "ripple.scored", len(list))
 	resp.Items = make([]Item, len(list))
 	for i, x := range list {
 		resp.Items[i] = toItem(x, x.score, explain)
 	}
 	fold(f, &resp)
+	endRequest(span, len(items), &resp)
 	return resp
 }
