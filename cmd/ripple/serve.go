@@ -354,6 +354,7 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		opts.Status = func() map[string]any { return n.online.status(n.engine.Applied) }
 	}
 	opts.Keys, opts.MaxInFlight = keys, cfg.MaxInFlight
+	opts.Tracing = n.tracer
 	rl := cfg.RateLimit
 	opts.RateLimit = api.RateLimit{PerKeyRPS: rl.PerKeyRPS, PerKeyBurst: rl.PerKeyBurst, PerTenantRPS: rl.PerTenantRPS,
 		PerTenantBurst: rl.PerTenantBurst, MaxBuckets: rl.MaxBuckets}

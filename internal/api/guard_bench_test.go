@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -89,7 +90,7 @@ func BenchmarkGuardChain(b *testing.B) {
 	}
 	b.Run("bare", func(b *testing.B) { run(b, handler) })
 	b.Run("guarded", func(b *testing.B) { run(b, guarded) })
-	b.Run("paired", func(b *testing.B) {
+	paired := func(b *testing.B, guarded http.Handler) {
 		bare := make([]time.Duration, 0, b.N)
 		guard := make([]time.Duration, 0, b.N)
 		b.ResetTimer()
@@ -109,7 +110,18 @@ func BenchmarkGuardChain(b *testing.B) {
 		b.ReportMetric(gp99, "guarded-p99-µs")
 		b.ReportMetric(gp99-bp99, "added-p99-µs")
 		b.ReportMetric(mean(guard)-mean(bare), "added-mean-µs")
-	})
+	}
+	b.Run("paired", func(b *testing.B) { paired(b, guarded) })
+	// Tracing on (OTLP exporter configured) but the request sampled out:
+	// the cost every unsampled request pays. With the exporter off the
+	// middleware is not in the chain at all.
+	tp, shutdown, err := observe.NewTracerProvider(context.Background(), observe.Tracing{Exporter: "otlp-http",
+		Endpoint: "http://127.0.0.1:1", SampleRatio: 0, SlowThreshold: time.Hour, ServiceName: "bench"}, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer shutdown(context.Background())
+	b.Run("paired-traced-sampled-out", func(b *testing.B) { paired(b, observe.HTTPMiddleware(tp)(guarded)) })
 }
 
 func percentile(d []time.Duration, q float64) float64 {

@@ -86,7 +86,7 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 		// see its own write in the very next read.
 		w.Header().Set("X-Ripple-Applied", "pending")
 	case err != nil:
-		s.log.Error("append failed", "err", err, "request_id", resp.RequestID)
+		s.log.ErrorContext(r.Context(), "append failed", "err", err)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the event log did not accept the batch; nothing was acknowledged, retry with the same event ids")
 		return
@@ -363,7 +363,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 			"request_id": RequestID(r.Context())})
 		return
 	case err != nil && !errors.Is(err, ingest.ErrApplyPending):
-		s.log.Error("erase failed", "err", err, "request_id", RequestID(r.Context()))
+		s.log.ErrorContext(r.Context(), "erase failed", "err", err)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the erase did not complete; retry (erasure is idempotent)")
 		return
@@ -456,7 +456,7 @@ func (s *Server) audit(r *http.Request, action, user string, err error, details 
 		e.Outcome = err.Error()
 	}
 	if aerr := s.opts.Audit.Record(e); aerr != nil {
-		s.log.Error("audit log write failed", "action", action, "err", aerr)
+		s.log.ErrorContext(r.Context(), "audit log write failed", "action", action, "err", aerr)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	json "github.com/goccy/go-json"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ripple-rec/ripple/internal/audit"
 	"github.com/ripple-rec/ripple/internal/auth"
@@ -72,6 +73,8 @@ type Options struct {
 	Status func() map[string]any
 	// Audit, when set, records erasures and consent changes.
 	Audit *audit.Log
+	// Tracing, when set, traces every request (W3C traceparent in and out).
+	Tracing trace.TracerProvider
 	// Keys authenticates callers (*auth.Store). Nil, or a store that has
 	// never held a key, leaves the API open: protected mode, which serve
 	// allows on loopback addresses only.
@@ -163,7 +166,9 @@ func New(w Writer, f FeatureReader, p *recommend.Pipeline, m *observe.Metrics, l
 	// body carries it. Then: shed (an atomic add) → routing → authenticate
 	// → rate limit → handler, so the cheapest refusal comes first and none
 	// reads the body.
-	s.handler = s.requestID(s.recover(s.instrument(s.shed(mux))))
+	// Tracing sits inside requestID (spans carry the id) and outside
+	// recover (a panic's 500 marks the span failed).
+	s.handler = s.requestID(observe.HTTPMiddleware(opts.Tracing)(s.recover(s.instrument(s.shed(mux)))))
 	return s
 }
 
@@ -228,13 +233,8 @@ func allow(methods map[string]http.HandlerFunc) http.Handler {
 	})
 }
 
-type ctxKey struct{}
-
 // RequestID returns the request id stored in ctx.
-func RequestID(ctx context.Context) string {
-	id, _ := ctx.Value(ctxKey{}).(string)
-	return id
-}
+func RequestID(ctx context.Context) string { return observe.RequestID(ctx) }
 
 func (s *Server) requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -245,7 +245,7 @@ func (s *Server) requestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-ID", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+		next.ServeHTTP(w, r.WithContext(observe.WithRequestID(r.Context(), id)))
 	})
 }
 
@@ -305,7 +305,7 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 			s.m.RequestDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
 		if sw.code >= 500 && sw.code != http.StatusNotImplemented {
-			s.log.Error("request failed", "route", route, "method", r.Method, "code", sw.code, "request_id", RequestID(r.Context()),
+			s.log.ErrorContext(r.Context(), "request failed", "route", route, "method", r.Method, "code", sw.code,
 				"seconds", time.Since(start).Seconds())
 		}
 	})
@@ -318,7 +318,8 @@ func (s *Server) recover(next http.Handler) http.Handler {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				s.log.Error("panic in handler", "panic", fmt.Sprint(v), "path", r.URL.Path, "request_id", RequestID(r.Context()),
+				// The route pattern, not the path: paths carry user ids.
+				s.log.ErrorContext(r.Context(), "panic in handler", "panic", fmt.Sprint(v), "route", r.Pattern,
 					"stack", string(debug.Stack()))
 				if s.m != nil {
 					s.m.Panics.Inc()
