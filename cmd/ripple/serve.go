@@ -245,6 +245,19 @@ func openNode(ctx context.Context, cfg serveConfig, logger *slog.Logger) (*node,
 	return openNodeWithKeys(ctx, cfg, logger, nil)
 }
 
+// validate checks the settings whose bad values would not fail elsewhere
+// at start but would break requests later (a zero body limit refuses
+// every POST, a negative candidate count panics in the pipeline).
+func (c serveConfig) validate() error {
+	if c.MaxBodyBytes <= 0 {
+		return fmt.Errorf("max_body_bytes must be > 0, got %d", c.MaxBodyBytes)
+	}
+	if c.MaxBatchEvents <= 0 {
+		return fmt.Errorf("max_batch_events must be > 0, got %d", c.MaxBatchEvents)
+	}
+	return c.Recommend.Validate()
+}
+
 // openKeys loads the configured keys and the key file.
 func openKeys(cfg serveConfig, logger *slog.Logger) (*auth.Store, error) {
 	return auth.NewStore(auth.StoreOptions{Static: cfg.Auth.Keys, File: keyFilePath(cfg), Logger: logger})
@@ -253,6 +266,9 @@ func openKeys(cfg serveConfig, logger *slog.Logger) (*auth.Store, error) {
 // openNodeWithKeys opens a node authenticating against keys (nil: load
 // them from cfg).
 func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger, keys *auth.Store) (*node, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	tuneGC(cfg.GCPercent)
 	snapEvery, err := parseDur("snapshot_interval", cfg.SnapshotInterval)
 	if err != nil {

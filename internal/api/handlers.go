@@ -131,7 +131,7 @@ func (s *Server) postItems(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusBadRequest, "invalid_body", "body must be a JSON array of items")
 		return
 	}
-	if len(raws) > s.opts.MaxBatchEvents {
+	if s.opts.MaxBatchEvents > 0 && len(raws) > s.opts.MaxBatchEvents {
 		writeError(w, r, http.StatusBadRequest, "invalid_body", "too many items in one request")
 		return
 	}

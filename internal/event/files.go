@@ -99,7 +99,7 @@ func readMovieLens(r io.Reader, fn func(*Interaction) error) error {
 			return fmt.Errorf("line %d: %w: rating %q", n, ErrInvalid, clip(f[2]))
 		}
 		ts, err := strconv.ParseInt(strings.TrimSpace(f[3]), 10, 64)
-		if err != nil {
+		if err != nil || ts > 1e11 || ts < -1e11 { // unix seconds, as flexTS and ParseTime: ts*1000 must not overflow
 			return fmt.Errorf("line %d: %w: timestamp %q", n, ErrInvalid, clip(f[3]))
 		}
 		return fn(&Interaction{Type: "rating", User: f[0], Item: f[1], Value: rating, TS: ts * 1000})

@@ -263,6 +263,7 @@ func jsonMessage(err error) string {
 	msg = strings.ReplaceAll(msg, "wireInteraction.", "")
 	msg = strings.ReplaceAll(msg, "wireItem.", "")
 	msg = strings.ReplaceAll(msg, "map[string]json.RawMessage", "object")
+	msg = strings.ReplaceAll(msg, "[]json.RawMessage", "array")
 	msg = strings.ReplaceAll(msg, "float64", "number")
 	if len(msg) > 200 {
 		msg = msg[:200] + "…"

@@ -2,6 +2,7 @@ package recommend
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sort"
 	"sync"
@@ -544,4 +545,33 @@ func toItem(x *candidate, score float64, explain bool) Item {
 		}
 	}
 	return it
+}
+
+// Validate reports the first setting the pipeline cannot serve with: sizes
+// must not be negative (max_k at least 1), weights and decays must be
+// finite, not negative and not so large that scores overflow, and the
+// recency decay and diversity are fractions.
+func (c Config) Validate() error {
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"recent_items", c.RecentItems}, {"neighbors_per_item", c.NeighborsPerItem}, {"top_categories", c.TopCategories},
+		{"per_category", c.PerCategory}, {"popular", c.Popular}} {
+		if n.v < 0 || n.v > 100_000 {
+			return fmt.Errorf("recommend.%s must be 0..100000, got %d", n.name, n.v)
+		}
+	}
+	if c.MaxK < 1 || c.MaxK > 100_000 {
+		return fmt.Errorf("recommend.max_k must be 1..100000, got %d", c.MaxK)
+	}
+	for _, w := range []struct {
+		name   string
+		v, max float64
+	}{{"recency_decay", c.RecencyDecay, 1}, {"diversity", c.Diversity, 1}, {"weight_covisitation", c.WeightCovis, 1e6},
+		{"weight_category", c.WeightCategory, 1e6}, {"weight_popular", c.WeightPopular, 1e6}} {
+		if math.IsNaN(w.v) || w.v < 0 || w.v > w.max {
+			return fmt.Errorf("recommend.%s must be a number in [0, %g], got %v", w.name, w.max, w.v)
+		}
+	}
+	return nil
 }
