@@ -329,11 +329,13 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 		return true
 	}
 	p.lastAck = max(p.lastAck, pend.offset)
+	p.refreshLocal(pend, entries, values)
+	p.announce(pend)
+	// Published last: once it counts, this node's tiers hold the change
+	// and the other nodes have been told.
 	if !p.resync.Load() {
 		p.published.Store(p.lastAck)
 	}
-	p.refreshLocal(pend, entries, values)
-	p.announce(pend)
 	return true
 }
 

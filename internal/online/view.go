@@ -21,7 +21,13 @@ type View struct {
 	user  string
 	u     *userEntry
 	nbrs  map[string][]features.Neighbor // prefetched for the user's recent items
+	trend map[string]cache.Entry[[]features.Scored]
 }
+
+// prefetchCategories is how many of the user's strongest categories get
+// their trending lists read in the same batch as the global one (the
+// pipeline reads top_categories of them, 3 by default).
+const prefetchCategories = 5
 
 // Bind starts the reads of one request.
 func (r *Reader) Bind(ctx context.Context) *View {
@@ -69,6 +75,7 @@ func (v *View) User(id string, maxRecent int) features.UserView {
 	if len(view.Recent) > maxRecent {
 		view.Recent = view.Recent[:maxRecent]
 	}
+	v.prefetchTrending(view.Categories)
 	if len(view.Recent) > 0 {
 		keys := make([]string, len(view.Recent))
 		for i, it := range view.Recent {
@@ -105,11 +112,30 @@ func (v *View) Neighbors(item string, n int) []features.Neighbor {
 	return out
 }
 
+// prefetchTrending reads the global trending list and those of the user's
+// strongest categories in one batch: one round trip on a cold tier instead
+// of one per list.
+func (v *View) prefetchTrending(cats []features.Scored) {
+	keys := []string{trendCacheKey("")}
+	for _, c := range cats[:min(len(cats), prefetchCategories)] {
+		keys = append(keys, trendCacheKey(c.ID))
+	}
+	entries := make([]cache.Entry[[]features.Scored], len(keys))
+	_ = v.r.trend.GetBatch(v.ctx, keys, entries)
+	v.trend = make(map[string]cache.Entry[[]features.Scored], len(keys))
+	for i, k := range keys {
+		v.trend[k] = entries[i]
+	}
+}
+
 // Trending returns the top n of a trending list; when the store cannot
 // answer, the last list this node read (Degraded), so cold start and
 // backfill keep working through an outage.
 func (v *View) Trending(category string, n int) []features.Scored {
-	e, _ := v.r.trend.Get(v.ctx, trendCacheKey(category))
+	e, ok := v.trend[trendCacheKey(category)]
+	if !ok {
+		e, _ = v.r.trend.Get(v.ctx, trendCacheKey(category))
+	}
 	v.track.Note(level(e, v.r.freshFor))
 	var list []features.Scored
 	switch {
