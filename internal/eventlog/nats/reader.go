@@ -70,7 +70,7 @@ func (r *PartitionReader) Read(ctx context.Context, from uint64, max int, fn fun
 		return from, eventlog.ErrClosed
 	}
 	at := from // where reading continues
-	delivered, failures := 0, 0
+	delivered, failures, catchUp := 0, 0, 0
 	deliver := func(m jetstream.Msg) (bool, error) {
 		md, err := m.Metadata()
 		if err != nil {
@@ -162,10 +162,36 @@ func (r *PartitionReader) Read(ctx context.Context, from uint64, max int, fn fun
 			continue
 		}
 		if got < want {
-			break // caught up with the partition
+			// Caught up with what the consumer has seen. A record the
+			// server acknowledged a moment ago may not have reached the
+			// consumer yet: if the partition holds more, look again
+			// briefly, so a record is readable once Append returned.
+			if end, err := r.End(ctx); err == nil && end > at && catchUp < maxCatchUp {
+				catchUp++
+				if err := sleepCtx(ctx, time.Duration(catchUp)*time.Millisecond); err != nil {
+					return at, err
+				}
+				continue
+			}
+			break
 		}
 	}
 	return at, nil
+}
+
+// maxCatchUp bounds the extra looks Read takes at a partition whose end is
+// past what its consumer delivered (about 45 ms in all).
+const maxCatchUp = 9
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Wait blocks until the partition holds a record with offset >= from, or
