@@ -362,7 +362,9 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"user": user, "erased": true, "log_redacted": false,
 			"request_id": RequestID(r.Context())})
 		return
-	case err != nil && !errors.Is(err, ingest.ErrApplyPending):
+	case err != nil:
+		// ErrApplyPending too: the tombstone is durable but the snapshot,
+		// purge and redaction did not run. Only a retry finishes them.
 		s.log.ErrorContext(r.Context(), "erase failed", "err", err)
 		w.Header().Set("Retry-After", "1")
 		writeError(w, r, http.StatusServiceUnavailable, "unavailable", "the erase did not complete; retry (erasure is idempotent)")

@@ -405,7 +405,11 @@ func (e *Engine) applyUserSide(ev *event.Interaction, wall int64, w *itemWork) {
 			w.nprev++
 		}
 	}
-	u.last.push(lastItem{ts: ev.TS, item: item, typ: typ}, e.c.lastN.N)
+	if !w.skip {
+		// Without personalisation consent the item stays out of last_n
+		// too: last_n feeds co-visitation pairs once consent returns.
+		u.last.push(lastItem{ts: ev.TS, item: item, typ: typ}, e.c.lastN.N)
+	}
 	if e.c.userItem != nil {
 		u.items.at(item).add(ti.weight(ti.wUserItem, ev), ev.TS, e.c.hlUserItem)
 	}

@@ -7,12 +7,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/recommend"
 )
 
@@ -110,7 +112,9 @@ func TestConsent(t *testing.T) {
 	}
 	u := n.eng.User("private", 10)
 	assert.True(t, u.NoPersonalization)
-	assert.Len(t, u.Recent, 2, "the user's own state is kept (storage consent)")
+	assert.Empty(t, u.Recent, "no last_n either: it would pair with later items")
+	assert.Equal(t, 2, u.Events, "the user's own seen set is kept (storage consent)")
+
 
 	p := recommend.New(n.eng, recommend.DefaultConfig())
 	got := p.Recommend(ctx, recommend.Request{User: "private", K: 5})
@@ -118,6 +122,56 @@ func TestConsent(t *testing.T) {
 	assert.Equal(t, anon.Items, got.Items, "served exactly as an anonymous user")
 	assert.True(t, got.ColdStart)
 
-	// Consent survives a restart (snapshot and replay).
 	assert.False(t, n.svc.Consent("nostore").Storage)
+
+	// Consent back: the next event pairs with nothing from the private period.
+	require.NoError(t, n.svc.SetConsent(ctx, "private", event.Consent{Personalization: true, Storage: true}))
+	_, err = n.svc.Events(ctx, []event.Interaction{ev("f", "private", "i9")})
+	require.NoError(t, err)
+	assert.Empty(t, n.eng.Neighbors("i9", 10))
+	for _, id := range []string{"i1", "i3"} {
+		for _, nb := range n.eng.Neighbors(id, 10) {
+			assert.NotEqual(t, "i9", nb.Item)
+		}
+	}
+}
+
+// Events of the same id acknowledged while an erasure runs come after its
+// tombstone: they are a new life of the user and must survive the
+// redaction and a crash (recovery = the erasure's snapshot + log replay).
+func TestEraseKeepsEventsAfterTheTombstone(t *testing.T) {
+	n := openNode(t, t.TempDir(), 0)
+	defer n.close()
+	ctx := context.Background()
+	const victim = "victim-x"
+	_, err := n.svc.Events(ctx, []event.Interaction{ev("pre", victim, "i1")})
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = n.svc.Events(ctx, []event.Interaction{ev(fmt.Sprint("post", i), victim, fmt.Sprint("i", 2+i%5))})
+		}
+	}()
+	time.Sleep(5 * time.Millisecond)
+	_, err = n.svc.Erase(ctx, victim)
+	require.NoError(t, err)
+	close(stop)
+	<-done
+	require.NoError(t, n.svc.WaitApplied(ctx, n.log.End()-1))
+
+	recovered := features.NewEngine(features.DefaultConfig(), nil)
+	_, _, err = n.snaps.Load(recovered.Restore)
+	require.NoError(t, err)
+	_, err = ingest.Replay(ctx, n.log, recovered, func(uint64, error) error { return nil })
+	require.NoError(t, err)
+	live, rec := n.eng.User(victim, 100), recovered.User(victim, 100)
+	assert.Equal(t, live.Events, rec.Events, "recovery keeps every acknowledged post-erasure event")
+	assert.Equal(t, live.Recent, rec.Recent)
 }

@@ -410,7 +410,10 @@ var ErrCannotRedact = errors.New("ingest: this event log cannot erase records")
 // It returns how many log records were redacted.
 func (s *Service) Erase(ctx context.Context, user string) (int, error) {
 	rec := event.Record{Kind: event.KindErase, User: event.User{ID: user, TS: time.Now().UnixMilli()}}
-	if err := s.append(ctx, [][]byte{event.AppendBinary(nil, &rec)}); err != nil {
+	tomb, err := s.appendAt(ctx, [][]byte{event.AppendBinary(nil, &rec)})
+	if err != nil {
+		// Including ErrApplyPending: nothing below may run before the
+		// tombstone is applied. The caller retries; erasure is idempotent.
 		return 0, err
 	}
 	s.eraseMu.Lock()
@@ -430,7 +433,9 @@ func (s *Service) Erase(ctx context.Context, user string) (int, error) {
 	redacted := event.AppendBinary(nil, &event.Record{Kind: event.KindRedacted})
 	var dec event.Record
 	n, err := r.Redact(ctx, func(off uint64, data []byte) []byte {
-		if event.DecodeBinary(data, &dec) != nil || dec.Subject() != user {
+		// Records after the tombstone are a new life of the same id,
+		// acknowledged and applied after the erasure: they stay.
+		if off > tomb || event.DecodeBinary(data, &dec) != nil || dec.Subject() != user {
 			return nil
 		}
 		return redacted
@@ -446,6 +451,13 @@ func (s *Service) Erase(ctx context.Context, user string) (int, error) {
 }
 
 func (s *Service) append(ctx context.Context, payloads [][]byte) error {
+	_, err := s.appendAt(ctx, payloads)
+	return err
+}
+
+// appendAt is append that also returns the offset of the last record (0
+// when nothing became durable).
+func (s *Service) appendAt(ctx context.Context, payloads [][]byte) (uint64, error) {
 	start := time.Now()
 	actx, span := s.tracer.Start(ctx, "eventlog.append")
 	first, err := s.log.Append(actx, payloads)
@@ -455,7 +467,7 @@ func (s *Service) append(ctx context.Context, payloads [][]byte) error {
 	observe.SetError(span, err)
 	span.End()
 	if err != nil {
-		return fmt.Errorf("ingest: append: %w", err)
+		return 0, fmt.Errorf("ingest: append: %w", err)
 	}
 	last := first + uint64(len(payloads)) - 1
 	if s.metrics != nil {
@@ -470,9 +482,9 @@ func (s *Service) append(ctx context.Context, payloads [][]byte) error {
 	observe.SetError(span, err)
 	span.End()
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrApplyPending, err)
+		return last, fmt.Errorf("%w: %w", ErrApplyPending, err)
 	}
-	return nil
+	return last, nil
 }
 
 // ErrApplyPending means the records are durable (acknowledge them) but the

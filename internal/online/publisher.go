@@ -204,14 +204,17 @@ func (p *Publisher) AfterApply(applied uint64) {
 	if p.pend.empty() {
 		p.pend.since = time.Now()
 	}
-	for _, id := range ch.Users {
-		delete(p.pend.erased, id)
-		p.pend.users[id] = struct{}{}
-		p.unwritten[id] = applied
-	}
+	// Erasures first: a user erased and then active again within one
+	// batch must end up written (a Put replaces the whole record), not
+	// deleted while the engine has them.
 	for _, id := range ch.Erased {
 		delete(p.pend.users, id)
 		p.pend.erased[id] = struct{}{}
+		p.unwritten[id] = applied
+	}
+	for _, id := range ch.Users {
+		delete(p.pend.erased, id)
+		p.pend.users[id] = struct{}{}
 		p.unwritten[id] = applied
 	}
 	for _, id := range ch.Items {
