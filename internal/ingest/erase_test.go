@@ -115,7 +115,6 @@ func TestConsent(t *testing.T) {
 	assert.Empty(t, u.Recent, "no last_n either: it would pair with later items")
 	assert.Equal(t, 2, u.Events, "the user's own seen set is kept (storage consent)")
 
-
 	p := recommend.New(n.eng, recommend.DefaultConfig())
 	got := p.Recommend(ctx, recommend.Request{User: "private", K: 5})
 	anon := p.Recommend(ctx, recommend.Request{User: "nobody-at-all", K: 5})
