@@ -344,7 +344,7 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 			return nil, err
 		}
 		svc.AfterApply(n.online.publisher.AfterApply)
-		n.online.publisher.Start(ctx)
+		n.online.publisher.StartResync(ctx, svc.SpecChanged())
 		reader = onlineFeatures{n.online.reader}
 		n.pipe = bindPipeline(n.online.reader, cfg.Recommend)
 	}

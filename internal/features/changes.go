@@ -157,3 +157,9 @@ func (e *Engine) RangeUsers(fn func(id string) bool) {
 func (e *Engine) RangeItems(fn func(id string) bool) {
 	e.items.Range(func(id string, _ *itemRow) bool { return fn(id) })
 }
+
+// RangeConsentUsers calls fn with every user whose consent differs from
+// full consent (they may have no other state) until it returns false.
+func (e *Engine) RangeConsentUsers(fn func(id string) bool) {
+	e.consent.Range(func(id, _ any) bool { return fn(id.(string)) })
+}

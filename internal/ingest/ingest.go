@@ -54,8 +54,9 @@ type Service struct {
 	lastSnap atomic.Int64 // unix ms of the last snapshot; 0: none
 	pending  pendingQueue
 
-	afterApply func(applied uint64)
-	eraseMu    sync.Mutex // one erasure's snapshot-purge-redact at a time
+	afterApply  func(applied uint64)
+	specChanged bool       // Recover rebuilt the state under new feature specs
+	eraseMu     sync.Mutex // one erasure's snapshot-purge-redact at a time
 
 	stop chan struct{}
 	done chan struct{}
@@ -66,6 +67,11 @@ type Service struct {
 // a request as soon as that request's events count as applied. Set it
 // before Start.
 func (s *Service) AfterApply(fn func(applied uint64)) { s.afterApply = fn }
+
+// SpecChanged reports whether Recover rebuilt the state because the
+// feature specs changed: values computed under the old specs elsewhere
+// (the online store) must be rewritten.
+func (s *Service) SpecChanged() bool { return s.specChanged }
 
 // Result is what POST /v1/events answers.
 type Result struct {
@@ -105,6 +111,7 @@ func (s *Service) Recover(ctx context.Context) error {
 		case errors.Is(err, features.ErrSpecChanged):
 			// The meta entry sorts first, so nothing was restored yet.
 			s.logger.Warn("feature specs changed since the snapshot; rebuilding state from the log")
+			s.specChanged = true
 		case err != nil:
 			return fmt.Errorf("ingest: load snapshot: %w", err)
 		case ok:

@@ -55,6 +55,7 @@ func TestSpecChangeRebuildsFromLog(t *testing.T) {
 	n := openNode(t, dir, 0)
 	_, err := n.svc.Events(context.Background(), []event.Interaction{ev("a", "u1", "i1"), ev("b", "u1", "i2")})
 	require.NoError(t, err)
+	assert.False(t, n.svc.SpecChanged())
 	n.close() // writes a snapshot with the default specs
 
 	cfg := features.DefaultConfig()
@@ -68,6 +69,7 @@ func TestSpecChangeRebuildsFromLog(t *testing.T) {
 	eng := features.NewEngine(cfg, nil)
 	svc := ingest.New(lg, eng, snaps, nil, nil, ingest.Options{})
 	require.NoError(t, svc.Recover(context.Background()))
+	assert.True(t, svc.SpecChanged(), "a publisher must rewrite the online store")
 	assert.Equal(t, uint64(2), eng.Applied())
 	seen := make([]bool, 2)
 	eng.Seen("u1", []string{"i1", "i2"}, seen)

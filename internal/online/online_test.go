@@ -17,6 +17,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/recommend"
 	"github.com/ripple-rec/ripple/internal/redistest"
 	"github.com/ripple-rec/ripple/internal/resilience"
+	"github.com/ripple-rec/ripple/internal/store"
 	"github.com/ripple-rec/ripple/internal/store/redis"
 )
 
@@ -277,4 +278,34 @@ func TestRedisOutageAndRestartEmpty(t *testing.T) {
 	n, err := w.st.Client().Do(ctx, w.st.Client().B().Dbsize().Build()).AsInt64()
 	require.NoError(t, err)
 	assert.Greater(t, n, int64(len(ds.Items)), "every entity was rewritten")
+}
+
+// A store that holds a user the engine no longer has (the erasure's delete
+// never reached it: a replica that was behind took over) loses that user
+// at the next resync; other sources' users are left alone.
+func TestResyncDeletesUsersTheEngineNoLongerHas(t *testing.T) {
+	srv := redistest.Start(t)
+	w := newNode(t, []string{srv.Addr()}, "w", fastReader())
+	now := time.Now()
+	w.apply([]event.Record{interaction("alice", "i1", now), interaction("carol", "i2", now)})
+	w.apply([]event.Record{{Kind: event.KindErase, User: event.User{ID: "carol"}}})
+	w.waitPublished(t)
+	ctx := context.Background()
+	// carol comes back in the store, as if from a stale replica; dave is
+	// another node's user.
+	_, err := w.st.Write(ctx, &store.Batch{Source: "w", Offset: 1, Put: []store.Entity{{Key: userKey("carol"),
+		Fields: []store.Field{{Name: fieldView, Value: []byte(`{"at":1,"recent":[],"events":1}`)}}}}})
+	require.NoError(t, err)
+	_, err = w.st.Write(ctx, &store.Batch{Source: "other", Offset: 1, Put: []store.Entity{{Key: userKey("dave"),
+		Fields: []store.Field{{Name: fieldView, Value: []byte(`{"at":1,"recent":[],"events":1}`)}}}}})
+	require.NoError(t, err)
+
+	w.pub.resync.Store(true)
+	w.pub.kick()
+	require.Eventually(t, func() bool { return !w.pub.resync.Load() }, 5*time.Second, 5*time.Millisecond)
+	rows, err := w.st.Get(ctx, []string{userKey("alice"), userKey("carol"), userKey("dave")}, []string{fieldView})
+	require.NoError(t, err)
+	assert.NotNil(t, rows[0][0], "alice stays")
+	assert.Nil(t, rows[1][0], "carol, erased in the engine, is deleted")
+	assert.NotNil(t, rows[2][0], "another source's user is not touched")
 }

@@ -75,6 +75,11 @@ func (o *PublisherOptions) defaults() {
 	}
 }
 
+// sourceScanner finds a source's records in the store (the Redis store).
+type sourceScanner interface {
+	ScanSource(ctx context.Context, kind, source string, fn func(key string) error) error
+}
+
 // Publisher writes what each apply changed to the online store.
 //
 // The applying goroutine only notes which entities changed; the writer
@@ -156,8 +161,18 @@ func (p *Publisher) localUser(id string) (userEntry, features.Values, bool) {
 // resyncs everything when the store is behind (first start, or the store
 // lost its data), then runs the writer.
 func (p *Publisher) Start(ctx context.Context) {
+	p.StartResync(ctx, false)
+}
+
+// StartResync is Start that rewrites everything when force is set (the
+// feature specs changed: the store holds values computed under the old
+// ones, at the same offsets).
+func (p *Publisher) StartResync(ctx context.Context, force bool) {
 	off, err := p.st.Offset(ctx, p.opts.Source)
 	switch {
+	case force:
+		p.opts.Logger.Info("feature specs changed; rewriting the online store")
+		p.resync.Store(true)
 	case err != nil:
 		p.opts.Logger.Warn("online store unreachable at start; will resync when it answers", "err", err)
 		p.resync.Store(true)
@@ -291,7 +306,7 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 	if pend.empty() {
 		return true
 	}
-	b := &store.Batch{Source: p.opts.Source, Offset: pend.offset, TTL: p.opts.TTL, Commit: true}
+	b := &store.Batch{Source: p.opts.Source, Offset: pend.offset, TTL: p.opts.TTL, Commit: true, Expect: p.lastAck}
 	entries := make(map[string]userEntry, len(pend.users))
 	values := make(map[string]features.Values, len(pend.users))
 	for id := range pend.users {
@@ -470,16 +485,54 @@ func (p *Publisher) resyncAll(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	p.eng.RangeUsers(func(id string) bool {
+	users := map[string]bool{}
+	addUser := func(id string) bool {
+		if users[id] {
+			return true
+		}
+		users[id] = true
 		e, _, _ := p.userRecord(id)
 		chunk = append(chunk, e)
 		if len(chunk) == p.opts.ResyncChunk {
 			err = write(false)
 		}
 		return err == nil
-	})
+	}
+	p.eng.RangeUsers(addUser)
+	if err == nil {
+		p.eng.RangeConsentUsers(addUser) // consent-only users have no other state
+	}
 	if err != nil {
 		return err
+	}
+	// Users this source wrote that the engine no longer has were erased
+	// while the store could not take the deletion: delete them now.
+	if sc, ok := p.st.(sourceScanner); ok {
+		var gone []string
+		if err := sc.ScanSource(ctx, "u:", p.opts.Source, func(key string) error {
+			if !users[key[len("u:"):]] {
+				gone = append(gone, key)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		if len(gone) > 0 {
+			if _, err := p.st.Write(ctx, &store.Batch{Source: p.opts.Source, Offset: off, Delete: gone}); err != nil {
+				return err
+			}
+			if p.r != nil {
+				keys := make([]string, 0, 2*len(gone))
+				for _, k := range gone {
+					id := k[len("u:"):]
+					keys = append(keys, userCacheKey(id), valuesCacheKey(features.EntityUser, id))
+				}
+				p.r.users.InvalidateLocal(keys...)
+				p.r.values.InvalidateLocal(keys...)
+				_ = p.r.bus.Publish(ctx, keys)
+			}
+			p.opts.Logger.Info("online store resync deleted users the engine no longer has", "users", len(gone))
+		}
 	}
 	p.eng.RangeItems(func(id string) bool {
 		chunk = append(chunk, p.itemRecord(id))

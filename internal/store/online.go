@@ -51,6 +51,9 @@ type Batch struct {
 	// Commit records Offset as the source's offset after the entities are
 	// written. A resync written in several batches commits only the last.
 	Commit bool
+	// Expect is the offset the writer believes the store holds for the
+	// source; a store holding less does not raise its offset (see Write).
+	Expect uint64
 }
 
 // ErrUnavailable wraps every failure of a remote store, so callers can tell

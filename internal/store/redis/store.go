@@ -141,6 +141,11 @@ func (s *Store) connect() error {
 		return fmt.Errorf("redis %v: %w", opts.Addrs, err)
 	}
 	s.cl.Store(&clientRef{c})
+	select {
+	case <-s.stop: // closed while connecting: nobody else will close it
+		c.Close()
+	default:
+	}
 	close(s.connected)
 	return nil
 }
@@ -269,17 +274,20 @@ if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1`)
 
 // offsetScript raises the source's offset (never lowers it) and returns
-// what it was; a missing key answers 0, which tells the writer the store
-// lost its data.
+// what it was. When the store holds less than the writer expects (it
+// restarted empty, or failed over to a replica that was behind), the
+// offset is left alone: a batch on top of lost data must not claim the
+// data is there; the writer resyncs and commits again.
+// KEYS[1] offset key; ARGV: offset, ttl ms, expected previous offset.
 var offsetScript = newScript(`
-local prev = redis.call('GET', KEYS[1])
-if (not prev) or tonumber(prev) < tonumber(ARGV[1]) then
+local prev = tonumber(redis.call('GET', KEYS[1]) or '0')
+if prev < tonumber(ARGV[3]) then return prev end
+if prev < tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 else
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-if not prev then return 0 end
-return tonumber(prev)`)
+return prev`)
 
 // Write stores the batch: entities and deletes in pipelined chunks, then,
 // only after every one of them succeeded, the source offset.
@@ -325,7 +333,7 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) (uint64, error) {
 	var prev uint64
 	err := s.do(ctx, s.opts.Write, func(ctx context.Context, c rueidis.Client) error {
 		v, err := s.evalOne(ctx, c, offsetScript, []string{s.offsetKey(b.Source)},
-			[]string{off, strconv.FormatInt(s.opts.OffsetTTL.Milliseconds(), 10)}).AsInt64()
+			[]string{off, strconv.FormatInt(s.opts.OffsetTTL.Milliseconds(), 10), strconv.FormatUint(b.Expect, 10)}).AsInt64()
 		prev = uint64(max(v, 0))
 		return err
 	})
@@ -394,4 +402,48 @@ func (s *Store) Offset(ctx context.Context, source string) (uint64, error) {
 		return err
 	})
 	return off, err
+}
+
+// ScanSource calls fn with the logical key of every entity whose key
+// starts with kind (e.g. "u:") and that was last written by source. It
+// scans every master of a Cluster. A resync uses it to find records the
+// engine no longer has (users erased while the store was away).
+func (s *Store) ScanSource(ctx context.Context, kind, source string, fn func(key string) error) error {
+	c := s.Client()
+	if c == nil {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, errNotConnected)
+	}
+	pattern := s.opts.Prefix + ":{" + kind + "*"
+	strip := len(s.opts.Prefix) + 2
+	for _, node := range c.Nodes() {
+		var cursor uint64
+		for {
+			e, err := node.Do(ctx, node.B().Scan().Cursor(cursor).Match(pattern).Count(1000).Build()).AsScanEntry()
+			if err != nil {
+				return fmt.Errorf("%w: scan: %w", store.ErrUnavailable, err)
+			}
+			if len(e.Elements) > 0 {
+				cmds := make(rueidis.Commands, len(e.Elements))
+				for i, k := range e.Elements {
+					cmds[i] = node.B().Hget().Key(k).Field("_src").Build()
+				}
+				for i, r := range node.DoMulti(ctx, cmds...) {
+					src, err := r.ToString()
+					if err != nil || src != source {
+						continue
+					}
+					k := e.Elements[i]
+					if len(k) > strip && k[len(k)-1] == '}' {
+						if err := fn(k[strip : len(k)-1]); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			if cursor = e.Cursor; cursor == 0 {
+				break
+			}
+		}
+	}
+	return nil
 }

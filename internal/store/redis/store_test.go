@@ -79,6 +79,15 @@ func TestWriteGetAndOffsets(t *testing.T) {
 	rows, _ = s.Get(ctx, []string{"u:1"}, []string{"x"})
 	assert.Equal(t, "from-b", string(rows[0][0]))
 
+	// A writer that expects more than the store holds (the store lost
+	// data) gets the truth back and the offset does not move: a later
+	// restart must still see the store as behind and resync.
+	prev, err = s.Write(ctx, &store.Batch{Source: "a", Offset: 30, Commit: true, Expect: 20, Put: []store.Entity{ent("u:9", "x", "1")}})
+	require.NoError(t, err)
+	assert.Equal(t, uint64(12), prev)
+	off, _ = s.Offset(ctx, "a")
+	assert.Equal(t, uint64(12), off)
+
 	// Uncommitted batches (resync chunks) leave the offset alone; deletes work.
 	_, err = s.Write(ctx, &store.Batch{Source: "a", Offset: 99, Put: []store.Entity{ent("u:3", "x", "9")}, Delete: []string{"u:2"}})
 	require.NoError(t, err)
