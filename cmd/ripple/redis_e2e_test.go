@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ripple-rec/ripple/internal/erasure"
 	"github.com/ripple-rec/ripple/internal/redistest"
 )
 
@@ -398,20 +399,8 @@ func TestEraseLeavesNothingAnywhere(t *testing.T) {
 // filesHolding lists files under dir containing s.
 func filesHolding(t *testing.T, dir, s string) []string {
 	t.Helper()
-	var out []string
-	require.NoError(t, filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte(s)) {
-			out = append(out, path)
-		}
-		return nil
-	}))
+	out, err := erasure.FilesContaining(dir, []byte(s))
+	require.NoError(t, err)
 	return out
 }
 

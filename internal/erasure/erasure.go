@@ -5,8 +5,12 @@
 package erasure
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -49,4 +53,25 @@ func Purge(ctx context.Context, db *pebble.DB, start, end []byte) error {
 		return fmt.Errorf("erasure: compact: %w", err)
 	}
 	return nil
+}
+
+// FilesContaining lists the files under dir whose bytes contain b: the
+// check that an erasure left nothing on disk (tests use it; so can an
+// operator's audit).
+func FilesContaining(dir string, b []byte) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(data, b) {
+			out = append(out, path)
+		}
+		return nil
+	})
+	return out, err
 }

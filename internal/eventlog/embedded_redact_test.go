@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ripple-rec/ripple/internal/erasure"
 )
 
 // Redacted records read back replaced, offsets unchanged, from the cache
@@ -72,15 +72,7 @@ func TestRedactLeavesNothingOnDisk(t *testing.T) {
 // noFileHolds fails if any file under dir (SSTs, WALs, manifests) contains b.
 func noFileHolds(t *testing.T, dir string, secret []byte) {
 	t.Helper()
-	require.NoError(t, filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		assert.False(t, bytes.Contains(b, secret), "%s still holds redacted bytes", path)
-		return nil
-	}))
+	files, err := erasure.FilesContaining(dir, secret)
+	require.NoError(t, err)
+	assert.Empty(t, files, "files still holding redacted bytes")
 }

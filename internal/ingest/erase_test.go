@@ -1,17 +1,15 @@
 package ingest_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ripple-rec/ripple/internal/erasure"
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
@@ -21,20 +19,8 @@ import (
 // filesHolding lists the files under dir whose bytes contain s.
 func filesHolding(t *testing.T, dir, s string) []string {
 	t.Helper()
-	var out []string
-	require.NoError(t, filepath.Walk(dir, func(path string, info os.FileInfo, err error) error {
-		if err != nil || info.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, []byte(s)) {
-			out = append(out, path)
-		}
-		return nil
-	}))
+	out, err := erasure.FilesContaining(dir, []byte(s))
+	require.NoError(t, err)
 	return out
 }
 
