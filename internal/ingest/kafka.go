@@ -71,7 +71,10 @@ func (l *KafkaLog) Reader(p int, from uint64) (PartitionReader, error) {
 }
 
 // Close fails records still buffered and disconnects the producer.
-func (l *KafkaLog) Close() { l.prod.Close() }
+func (l *KafkaLog) Close() error {
+	l.prod.Close()
+	return nil
+}
 
 type kafkaReader struct{ *kafka.PartitionReader }
 
