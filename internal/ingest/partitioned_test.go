@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
@@ -71,19 +72,44 @@ func newKafka(t *testing.T) *kfake.Cluster {
 	return c
 }
 
-type kafkaNode struct {
-	log   *ingest.KafkaLog
+// brokerLog opens a connection to the partitioned log under test.
+type brokerLog func(ctx context.Context) (interface {
+	ingest.PartitionedLog
+	io.Closer
+}, error)
+
+func kafkaLog(c *kfake.Cluster) brokerLog {
+	return func(ctx context.Context) (interface {
+		ingest.PartitionedLog
+		io.Closer
+	}, error) {
+		return ingest.OpenKafka(ctx, ingest.KafkaOptions{Brokers: c.ListenAddrs(), Topic: kafkaTopic, Partitions: 6})
+	}
+}
+
+type brokerNode struct {
+	log interface {
+		ingest.PartitionedLog
+		io.Closer
+	}
 	snaps *store.Snapshots
 	eng   *features.Engine
 	svc   *ingest.Service
 }
 
 // openKafkaNode starts a node on c whose snapshots live in dir.
-func openKafkaNode(t *testing.T, c *kfake.Cluster, dir string) *kafkaNode {
+func openKafkaNode(t *testing.T, c *kfake.Cluster, dir string) *brokerNode {
+	t.Helper()
+	return openBrokerNode(t, kafkaLog(c), dir)
+}
+
+// openBrokerNode starts a node on the log open connects to, whose snapshots
+// live in dir ("": none).
+func openBrokerNode(t *testing.T, open brokerLog, dir string) *brokerNode {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	lg, err := ingest.OpenKafka(ctx, ingest.KafkaOptions{Brokers: c.ListenAddrs(), Topic: kafkaTopic, Partitions: 6})
+	lg, err := open(ctx)
 	require.NoError(t, err)
 	var snaps *store.Snapshots
 	if dir != "" {
@@ -94,11 +120,11 @@ func openKafkaNode(t *testing.T, c *kfake.Cluster, dir string) *kafkaNode {
 	svc := ingest.NewPartitioned(lg, eng, snaps, nil, nil, ingest.Options{})
 	require.NoError(t, svc.Recover(ctx))
 	svc.Start()
-	return &kafkaNode{lg, snaps, eng, svc}
+	return &brokerNode{lg, snaps, eng, svc}
 }
 
 // kill stops n like a crash: no drain, no final snapshot.
-func (n *kafkaNode) kill() {
+func (n *brokerNode) kill() {
 	n.svc.Kill()
 	n.log.Close()
 	if n.snaps != nil {
@@ -118,10 +144,12 @@ func requireSameState(t *testing.T, want, got *features.Engine) {
 // builds (user state exactly, item and global within 1e-9 relative), and
 // each Events call returns with its events applied (read-your-writes from
 // the broker's acknowledged offsets).
-func TestKafkaNodeEqualsEmbedded(t *testing.T) {
+func TestKafkaNodeEqualsEmbedded(t *testing.T) { testNodeEqualsEmbedded(t, kafkaLog(newKafka(t))) }
+
+func testNodeEqualsEmbedded(t *testing.T, open brokerLog) {
 	batches := partitionedEvents(5000)
 	ref := embeddedReference(t, batches)
-	n := openKafkaNode(t, newKafka(t), "")
+	n := openBrokerNode(t, open, "")
 	defer n.kill()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -146,14 +174,17 @@ func TestKafkaNodeEqualsEmbedded(t *testing.T) {
 // vector, replays each partition from there, and ends with the embedded
 // node's state: no event lost, none counted twice.
 func TestKafkaNodeKilledResumesFromSnapshot(t *testing.T) {
+	testNodeKilledResumes(t, kafkaLog(newKafka(t)))
+}
+
+func testNodeKilledResumes(t *testing.T, open brokerLog) {
 	batches := partitionedEvents(5000)
 	ref := embeddedReference(t, batches)
-	c := newKafka(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	a := openKafkaNode(t, c, dir)
+	a := openBrokerNode(t, open, dir)
 	third := len(batches) / 3
 	for i, b := range batches[:2*third] {
 		_, err := a.svc.Events(ctx, b)
@@ -176,7 +207,7 @@ func TestKafkaNodeKilledResumesFromSnapshot(t *testing.T) {
 	a.log.Close()
 	a.snaps.Close()
 
-	b := openKafkaNode(t, c, dir)
+	b := openBrokerNode(t, open, dir)
 	defer b.kill()
 	restored := b.eng.AppliedVector()
 	for p, off := range restored {
@@ -195,12 +226,16 @@ func TestKafkaNodeKilledResumesFromSnapshot(t *testing.T) {
 // for the client's retry.
 func TestKafkaDownRefusesEvents(t *testing.T) {
 	c := newKafka(t)
-	n := openKafkaNode(t, c, "")
+	testDownRefusesEvents(t, kafkaLog(c), c.Close)
+}
+
+func testDownRefusesEvents(t *testing.T, open brokerLog, down func()) {
+	n := openBrokerNode(t, open, "")
 	defer n.kill()
 	batch := partitionedEvents(50)[0]
 	_, err := n.svc.Events(context.Background(), batch[:1])
 	require.NoError(t, err)
-	c.Close()
+	down()
 	for range 2 {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		start := time.Now()
