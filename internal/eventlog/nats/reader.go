@@ -70,7 +70,7 @@ func (r *PartitionReader) Read(ctx context.Context, from uint64, max int, fn fun
 		return from, eventlog.ErrClosed
 	}
 	at := from // where reading continues
-	delivered, failures := 0, 0
+	delivered, failures, empties := 0, 0, 0
 	deliver := func(m jetstream.Msg) (bool, error) {
 		md, err := m.Metadata()
 		if err != nil {
@@ -160,6 +160,20 @@ func (r *PartitionReader) Read(ctx context.Context, from uint64, max int, fn fun
 				return at, fmt.Errorf("%w: fetch %s: %w", ErrUnavailable, r.subject, err)
 			}
 			continue
+		}
+		if got == 0 && delivered == 0 && empties < 3 {
+			// A no-wait pull can come back empty for a record the server
+			// acknowledged a moment ago (the consumer learns of new records
+			// asynchronously). Ask the stream itself before calling the
+			// partition caught up, so a record is readable once Append
+			// returns.
+			if m, err := r.l.stream.GetLastMsgForSubject(ctx, r.subject); err == nil && m.Sequence >= at {
+				empties++
+				if err := pauseFor(ctx, time.Millisecond); err != nil {
+					return at, err
+				}
+				continue
+			}
 		}
 		if got < want {
 			break // caught up with the partition
@@ -306,8 +320,10 @@ func isTimeout(err error) bool { return errors.Is(err, natsio.ErrTimeout) }
 
 func max1(off uint64) uint64 { return max(off, 1) }
 
-func pause(ctx context.Context) error {
-	t := time.NewTimer(retryPause)
+func pause(ctx context.Context) error { return pauseFor(ctx, retryPause) }
+
+func pauseFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
