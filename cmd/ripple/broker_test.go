@@ -49,6 +49,11 @@ func TestServeOnKafka(t *testing.T) {
 	}
 	b.WriteString("]")
 
+	redis := cfg
+	redis.Store = "redis"
+	_, err = openNode(ctx, redis, logger)
+	require.ErrorContains(t, err, "store: embedded only")
+
 	n, err := openNode(ctx, cfg, logger)
 	require.NoError(t, err)
 	rec := send(n, b.String())

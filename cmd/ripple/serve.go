@@ -319,6 +319,12 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	if cfg.Log != "embedded" && cfg.Log != "kafka" && cfg.Log != "nats" {
 		return nil, fmt.Errorf("log: want embedded, kafka or nats, got %q", cfg.Log)
 	}
+	if cfg.Log != "embedded" && cfg.Store == "redis" {
+		// The publisher marks the Redis store's progress with one log
+		// offset; a partitioned log needs a vector there (issue 4, with
+		// partition-owning workers).
+		return nil, fmt.Errorf("log: %s works with store: embedded only for now", cfg.Log)
+	}
 	limiterTimeout, err := parseDur("rate_limit.redis_timeout", cfg.RateLimit.RedisTimeout)
 	if err != nil {
 		return nil, err

@@ -593,6 +593,7 @@ func (s *Service) SnapshotAge() float64 {
 // has nothing trustworthy to snapshot and closes at once.
 func (s *Service) Close() error {
 	if !s.started.Load() {
+		s.closeReaders() // opened by a recovery that failed or was not followed by Start
 		return nil
 	}
 	select {
