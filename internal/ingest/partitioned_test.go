@@ -6,11 +6,13 @@ import (
 	"io"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/eventlog"
@@ -247,4 +249,48 @@ func testDownRefusesEvents(t *testing.T, open brokerLog, down func()) {
 		require.Zero(t, res.Accepted)
 		require.Zero(t, res.Duplicates, "a refused event's id must not count as seen")
 	}
+}
+
+// TestKafkaNodeConcurrentWriters: four clients writing at once (each its own
+// users, so every user's events keep their order) build the embedded node's
+// state; every call returns with its own events applied.
+func TestKafkaNodeConcurrentWriters(t *testing.T) {
+	batches := partitionedEvents(5000)
+	ref := embeddedReference(t, batches)
+	n := openKafkaNode(t, newKafka(t), "")
+	defer n.kill()
+	const writers = 4
+	var perWriter [writers][][]event.Interaction
+	for _, b := range batches {
+		var split [writers][]event.Interaction
+		for _, ev := range b {
+			w := int(ev.User[len(ev.User)-1]) % writers
+			split[w] = append(split[w], ev)
+		}
+		for w := range writers {
+			if len(split[w]) > 0 {
+				perWriter[w] = append(perWriter[w], split[w])
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var g errgroup.Group
+	for w := range writers {
+		g.Go(func() error {
+			for _, b := range perWriter[w] {
+				if _, err := n.svc.Events(ctx, b); err != nil {
+					return err
+				}
+				// The batch's last event is in its user's recent items.
+				ev := b[len(b)-1]
+				if !slices.Contains(n.eng.User(ev.User, 1000).Recent, features.ItemAt{Item: ev.Item, TS: ev.TS, Type: ev.Type}) {
+					return fmt.Errorf("event %s not applied when Events returned", ev.ID)
+				}
+			}
+			return nil
+		})
+	}
+	require.NoError(t, g.Wait())
+	requireSameState(t, ref, n.eng)
 }
