@@ -147,15 +147,20 @@ func (s *Service) catchUp(ctx context.Context) error {
 // rebuildDedup re-reads the ids of the newest records so retries of events
 // acknowledged before a restart are still recognised.
 func (s *Service) rebuildDedup(ctx context.Context, end uint64) {
+	s.reserveIDs(ctx, s.log, end, uint64(s.opts.DedupIDs))
+}
+
+// reserveIDs marks the event ids of r's records in [end-window, end) as seen.
+func (s *Service) reserveIDs(ctx context.Context, r recordReader, end, window uint64) {
 	from := uint64(1)
-	if end > uint64(s.opts.DedupIDs) {
-		from = end - uint64(s.opts.DedupIDs)
+	if end > window {
+		from = end - window
 	}
 	now := time.Now().UnixMilli()
 	var rec event.Record
 	ids := make([]string, 1)
 	for from < end {
-		next, err := s.log.Read(ctx, from, s.opts.ReadBatch, func(_ uint64, data []byte) error {
+		next, err := r.Read(ctx, from, s.opts.ReadBatch, func(_ uint64, data []byte) error {
 			if event.DecodeBinary(data, &rec) == nil && rec.Kind == event.KindInteraction && rec.Interaction.ID != "" {
 				ids[0] = rec.Interaction.ID
 				s.dedup.Reserve(ids, now)

@@ -66,8 +66,11 @@ func NewPartitioned(plog PartitionedLog, engine *features.Engine, snaps *store.S
 
 // recoverPartitioned opens a reader per partition at the restored vector and
 // applies each partition up to the end it had when recovery reached it.
-// Event-id dedup is not rebuilt from the log here: retries across a restart
-// are dropped only by the broker's own dedup (NATS), not on Kafka.
+// Event ids of each partition's newest DedupIDs/partitions offsets are
+// marked seen first, so a client's retry of an event acknowledged before the
+// restart is still a duplicate: on Kafka (dense offsets) that is the newest
+// DedupIDs events; on NATS (stream sequences) fewer, and JetStream's own
+// duplicate window covers recent retries there.
 func (s *Service) recoverPartitioned(ctx context.Context) error {
 	n := s.plog.Partitions()
 	for p := range s.engine.AppliedVector() {
@@ -92,6 +95,7 @@ func (s *Service) recoverPartitioned(ctx context.Context) error {
 			s.closeReaders()
 			return fmt.Errorf("ingest: partition %d: %w", p, err)
 		}
+		s.reserveIDs(ctx, r, end, uint64(max(1, s.opts.DedupIDs/n)))
 		for from < end {
 			next, err := s.applyPartition(ctx, p, r, &b, from)
 			if err != nil {

@@ -174,7 +174,8 @@ func testNodeEqualsEmbedded(t *testing.T, open brokerLog) {
 // TestKafkaNodeKilledResumesFromSnapshot: a node killed mid-stream (no final
 // snapshot, events durable but not yet applied) restarts from its snapshot's
 // vector, replays each partition from there, and ends with the embedded
-// node's state: no event lost, none counted twice.
+// node's state: no event lost, none counted twice, and a client's retry of
+// an acknowledged event is still recognised as a duplicate.
 func TestKafkaNodeKilledResumesFromSnapshot(t *testing.T) {
 	testNodeKilledResumes(t, kafkaLog(newKafka(t)))
 }
@@ -211,6 +212,11 @@ func testNodeKilledResumes(t *testing.T, open brokerLog) {
 
 	b := openBrokerNode(t, open, dir)
 	defer b.kill()
+	// A retry of events acknowledged before the kill is a duplicate.
+	res, err := b.svc.Events(ctx, batches[2*third-1])
+	require.NoError(t, err)
+	require.Equal(t, len(batches[2*third-1]), res.Duplicates)
+	require.Zero(t, res.Accepted)
 	restored := b.eng.AppliedVector()
 	for p, off := range restored {
 		require.GreaterOrEqual(t, off, snapVec[p], "partition %d went back", p)
