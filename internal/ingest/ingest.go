@@ -368,7 +368,11 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 		rec.Interaction = events[i]
 		start := len(buf)
 		buf = event.AppendBinary(buf, &rec)
-		recs = append(recs, Keyed{Key: []byte(events[i].User), Value: buf[start:len(buf):len(buf)], ID: ids[i]})
+		k := Keyed{Value: buf[start:len(buf):len(buf)], ID: ids[i]}
+		if s.plog != nil {
+			k.Key = []byte(events[i].User) // the embedded log has no keys: no copy on its hot path
+		}
+		recs = append(recs, k)
 	}
 	if len(recs) == 0 {
 		return res, nil
