@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,6 +68,7 @@ func TestServeOnKafka(t *testing.T) {
 	require.NoError(t, err)
 	defer n.close()
 	assert.Equal(t, vec, n.engine.AppliedVector(), "restored from the snapshot")
+	assert.DirExists(t, filepath.Join(cfg.DataDir, "snapshots-kafka-ripple-events"), "the embedded log's snapshots are not mixed in")
 	assert.Equal(t, 7, n.engine.UserCount())
 
 	c.Close()

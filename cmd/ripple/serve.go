@@ -365,7 +365,7 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 			return nil, err
 		}
 	}
-	if n.snaps, err = store.OpenSnapshots(filepath.Join(cfg.DataDir, "snapshots")); err != nil {
+	if n.snaps, err = store.OpenSnapshots(filepath.Join(cfg.DataDir, snapshotDir(cfg))); err != nil {
 		n.close()
 		return nil, err
 	}
@@ -458,6 +458,19 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	opts.Audit = n.audit
 	n.api = api.New(svc, reader, n.pipe, n.metrics, logger, opts)
 	return n, nil
+}
+
+// snapshotDir names the snapshot directory after the log the state was
+// built from: a snapshot's offsets mean nothing in another log, so switching
+// a data dir between logs starts from that log's own snapshots.
+func snapshotDir(cfg serveConfig) string {
+	switch cfg.Log {
+	case "kafka":
+		return "snapshots-kafka-" + filepath.Base(cfg.Kafka.Topic)
+	case "nats":
+		return "snapshots-nats-" + filepath.Base(cfg.NATS.Stream)
+	}
+	return "snapshots"
 }
 
 // close flushes: the applier drains the log, a final snapshot is written,
