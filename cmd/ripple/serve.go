@@ -27,6 +27,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/demo"
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/eventlog"
+	ripplenats "github.com/ripple-rec/ripple/internal/eventlog/nats"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/observe"
@@ -59,6 +60,11 @@ type serveConfig struct {
 	// redis (shared by every node on the same Redis).
 	Store string      `yaml:"store"`
 	Redis redisConfig `yaml:"redis"`
+	// Log is where events are stored: embedded (Pebble in data_dir), kafka
+	// or nats (a partitioned broker log; this node applies every partition).
+	Log   string      `yaml:"log"`
+	Kafka kafkaConfig `yaml:"kafka"`
+	NATS  natsConfig  `yaml:"nats"`
 	// MaxInFlight bounds requests being served; beyond it they get 503
 	// overloaded (0: api.DefaultMaxInFlight, 256 × GOMAXPROCS).
 	MaxInFlight int             `yaml:"max_in_flight"`
@@ -72,6 +78,21 @@ type serveConfig struct {
 	// log_user_id_key; empty: a random key per process) or drop.
 	LogUserIDs   string `yaml:"log_user_ids"`
 	LogUserIDKey string `yaml:"log_user_id_key"`
+}
+
+// kafkaConfig is the `kafka:` section, used with log: kafka.
+type kafkaConfig struct {
+	Brokers []string `yaml:"brokers"`
+	Topic   string   `yaml:"topic"`
+	// Partitions, when not 0, must equal the topic's partition count.
+	Partitions int `yaml:"partitions"`
+}
+
+// natsConfig is the `nats:` section, used with log: nats.
+type natsConfig struct {
+	URL        string `yaml:"url"`
+	Stream     string `yaml:"stream"`
+	Partitions int    `yaml:"partitions"` // fixed when the stream is created
 }
 
 // authConfig is the `auth:` section. With no key in keys or the key file,
@@ -109,7 +130,9 @@ func defaultServeConfig() serveConfig {
 	return serveConfig{Addr: "127.0.0.1:8080", DataDir: "./ripple-data", SnapshotInterval: "1m", LogLevel: "info",
 		MaxBodyBytes: o.MaxBodyBytes, MaxBatchEvents: o.MaxBatchEvents, ReadTimeout: o.ReadTimeout.String(),
 		IngestTimeout: o.IngestTimeout.String(), StaleAfter: 10_000, GCPercent: 400, Recommend: recommend.DefaultConfig(),
-		Store: "embedded", Redis: defaultRedisConfig(), Tracing: observe.DefaultTracing(), LogUserIDs: observe.UserIDsHash,
+		Store: "embedded", Redis: defaultRedisConfig(),
+		Log: "embedded", Kafka: kafkaConfig{Brokers: []string{"127.0.0.1:9092"}, Topic: "ripple-events"},
+		NATS: natsConfig{URL: "nats://127.0.0.1:4222", Stream: ripplenats.DefaultStream, Partitions: ripplenats.DefaultPartitions}, Tracing: observe.DefaultTracing(), LogUserIDs: observe.UserIDsHash,
 		Auth: authConfig{ReloadInterval: "5s"},
 		RateLimit: rateLimitConfig{PerKeyRPS: rl.PerKeyRPS, PerKeyBurst: rl.PerKeyBurst, PerTenantRPS: rl.PerTenantRPS,
 			PerTenantBurst: rl.PerTenantBurst, MaxBuckets: rl.MaxBuckets, RedisTimeout: "20ms"}}
@@ -167,6 +190,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.RetentionAge, "retention-age", "", "event log age bound, e.g. 30d (empty: unlimited)")
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug|info|warn|error")
 	f.StringVar(&cfg.Store, "store", cfg.Store, "where served features live: embedded|redis")
+	f.StringVar(&cfg.Log, "log", cfg.Log, "where events are stored: embedded|kafka|nats (see the kafka and nats config sections)")
 	f.StringSliceVar(&cfg.Redis.Addrs, "redis-addr", cfg.Redis.Addrs, "Redis address(es) for --store redis (any Cluster nodes)")
 	return cmd
 }
@@ -195,6 +219,8 @@ func overrideFromFlag(dst, src *serveConfig, name string) {
 		dst.LogLevel = src.LogLevel
 	case "store":
 		dst.Store = src.Store
+	case "log":
+		dst.Log = src.Log
 	case "redis-addr":
 		dst.Redis.Addrs = src.Redis.Addrs
 	}
@@ -213,7 +239,8 @@ func parseDur(name, s string) (time.Duration, error) {
 
 // node is one running Ripple process's parts, shared by serve and bench.
 type node struct {
-	log     *eventlog.Embedded
+	log     *eventlog.Embedded // nil with a broker log
+	broker  io.Closer          // the partitioned log (log: kafka|nats); nil when embedded
 	snaps   *store.Snapshots
 	engine  *features.Engine
 	ingest  *ingest.Service
@@ -289,6 +316,15 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	if cfg.Store != "embedded" && cfg.Store != "redis" {
 		return nil, fmt.Errorf("store: want embedded or redis, got %q", cfg.Store)
 	}
+	if cfg.Log != "embedded" && cfg.Log != "kafka" && cfg.Log != "nats" {
+		return nil, fmt.Errorf("log: want embedded, kafka or nats, got %q", cfg.Log)
+	}
+	if cfg.Log != "embedded" && cfg.Store == "redis" {
+		// The publisher marks the Redis store's progress with one log
+		// offset; a partitioned log needs a vector there (issue 4, with
+		// partition-owning workers).
+		return nil, fmt.Errorf("log: %s works with store: embedded only for now", cfg.Log)
+	}
 	limiterTimeout, err := parseDur("rate_limit.redis_timeout", cfg.RateLimit.RedisTimeout)
 	if err != nil {
 		return nil, err
@@ -308,13 +344,29 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		return nil, err
 	}
 	n := &node{logger: logger, keys: keys}
-	n.log, err = eventlog.OpenEmbedded(filepath.Join(cfg.DataDir, "log"), eventlog.EmbeddedOptions{
-		RetentionBytes: cfg.RetentionBytes, RetentionAge: retAge, Logger: logger})
-	if err != nil {
-		return nil, err
+	var plog ingest.PartitionedLog
+	switch cfg.Log {
+	case "kafka":
+		kl, err := ingest.OpenKafka(ctx, ingest.KafkaOptions{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic, Partitions: cfg.Kafka.Partitions})
+		if err != nil {
+			return nil, fmt.Errorf("log: kafka: %w", err)
+		}
+		plog, n.broker = kl, kl
+	case "nats":
+		nl, err := ingest.OpenNATS(ctx, ripplenats.Options{URL: cfg.NATS.URL, Stream: cfg.NATS.Stream, Partitions: cfg.NATS.Partitions})
+		if err != nil {
+			return nil, fmt.Errorf("log: nats: %w", err)
+		}
+		plog, n.broker = nl, nl
+	default:
+		n.log, err = eventlog.OpenEmbedded(filepath.Join(cfg.DataDir, "log"), eventlog.EmbeddedOptions{
+			RetentionBytes: cfg.RetentionBytes, RetentionAge: retAge, Logger: logger})
+		if err != nil {
+			return nil, err
+		}
 	}
-	if n.snaps, err = store.OpenSnapshots(filepath.Join(cfg.DataDir, "snapshots")); err != nil {
-		n.log.Close()
+	if n.snaps, err = store.OpenSnapshots(filepath.Join(cfg.DataDir, snapshotDir(cfg))); err != nil {
+		n.close()
 		return nil, err
 	}
 	n.engine = features.NewEngine(fcfg, nil)
@@ -325,11 +377,16 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		n.close()
 		return nil, err
 	}
-	// Snapshots are taken from the first one on, so retention may only drop
-	// records a snapshot covers.
-	n.log.SetRetentionFloor(0)
-	svc = ingest.New(n.log, n.engine, n.snaps, n.metrics, logger, ingest.Options{
-		SnapshotEvery: snapEvery, RetentionFloor: n.log.SetRetentionFloor, Tracing: n.tracer})
+	if plog != nil {
+		svc = ingest.NewPartitioned(plog, n.engine, n.snaps, n.metrics, logger, ingest.Options{
+			SnapshotEvery: snapEvery, Tracing: n.tracer})
+	} else {
+		// Snapshots are taken from the first one on, so retention may only
+		// drop records a snapshot covers.
+		n.log.SetRetentionFloor(0)
+		svc = ingest.New(n.log, n.engine, n.snaps, n.metrics, logger, ingest.Options{
+			SnapshotEvery: snapEvery, RetentionFloor: n.log.SetRetentionFloor, Tracing: n.tracer})
+	}
 	n.ingest = svc
 	if err := svc.Recover(ctx); err != nil {
 		n.close()
@@ -351,6 +408,10 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	svc.Start()
 	staleAfter := uint64(max(cfg.StaleAfter, 1))
 	n.pipe.Health = func() string {
+		// A broker log's lag is not measured yet: healthy.
+		if n.log == nil {
+			return recommend.Healthy
+		}
 		if end := n.log.End(); end > n.engine.Applied()+1+staleAfter {
 			return recommend.Stale
 		}
@@ -399,6 +460,19 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	return n, nil
 }
 
+// snapshotDir names the snapshot directory after the log the state was
+// built from: a snapshot's offsets mean nothing in another log, so switching
+// a data dir between logs starts from that log's own snapshots.
+func snapshotDir(cfg serveConfig) string {
+	switch cfg.Log {
+	case "kafka":
+		return "snapshots-kafka-" + filepath.Base(cfg.Kafka.Topic)
+	case "nats":
+		return "snapshots-nats-" + filepath.Base(cfg.NATS.Stream)
+	}
+	return "snapshots"
+}
+
 // close flushes: the applier drains the log, a final snapshot is written,
 // then the log closes.
 func (n *node) close() {
@@ -415,6 +489,9 @@ func (n *node) close() {
 	}
 	if n.log != nil {
 		n.log.Close()
+	}
+	if n.broker != nil {
+		n.broker.Close()
 	}
 	if n.audit != nil {
 		n.audit.Close()
@@ -553,6 +630,9 @@ func protectedModeError(addr, keyFile string) error {
 
 // loadDemo fills an empty data dir with the synthetic demo or a real file.
 func loadDemo(ctx context.Context, n *node, cfg serveConfig, logger *slog.Logger) error {
+	if n.log == nil {
+		return errors.New("demo data loads into the embedded log only (log: embedded)")
+	}
 	if n.log.End() > 1 {
 		logger.Info("data dir already holds events; demo data not loaded again", "records", n.log.End()-1)
 		return nil

@@ -25,7 +25,13 @@ type Engine struct {
 	global globalRow
 
 	clock   atomic.Int64  // newest event time applied (unix ms)
-	applied atomic.Uint64 // log offset applied up to
+	applied atomic.Uint64 // log offset applied up to: partition 0, the whole embedded log
+
+	// parts holds the applied offset of every partition but 0 of a
+	// partitioned log. Entries are never removed, so a pointer once looked
+	// up stays valid.
+	partMu sync.Mutex
+	parts  map[int]*atomic.Uint64
 
 	trend trendIndex
 
@@ -297,11 +303,54 @@ func applyWindows(w *windows, ws []winSpec, match []bool, ev *event.Interaction)
 	}
 }
 
-// Applied is the log offset whose effects the state includes.
+// Applied is the log offset whose effects the state includes: of the
+// embedded log, or of partition 0 of a partitioned one.
 func (e *Engine) Applied() uint64 { return e.applied.Load() }
 
 // SetApplied records the offset after restoring a snapshot.
 func (e *Engine) SetApplied(off uint64) { e.applied.Store(off) }
+
+// partition returns partition p's applied offset (0 is the embedded log's).
+func (e *Engine) partition(p int) *atomic.Uint64 {
+	if p == 0 {
+		return &e.applied
+	}
+	e.partMu.Lock()
+	defer e.partMu.Unlock()
+	a, ok := e.parts[p]
+	if !ok {
+		if e.parts == nil {
+			e.parts = make(map[int]*atomic.Uint64)
+		}
+		a = new(atomic.Uint64)
+		e.parts[p] = a
+	}
+	return a
+}
+
+// AppliedPartition is the offset of partition p whose effects the state
+// includes (0: none).
+func (e *Engine) AppliedPartition(p int) uint64 { return e.partition(p).Load() }
+
+// SetAppliedPartition records partition p's offset (a skipped undecodable
+// record, a restored snapshot).
+func (e *Engine) SetAppliedPartition(p int, off uint64) { e.partition(p).Store(off) }
+
+// AppliedVector is every partition's applied offset; partition 0 (the
+// embedded log) is included when it is not zero or no other partition is
+// known.
+func (e *Engine) AppliedVector() map[int]uint64 {
+	e.partMu.Lock()
+	defer e.partMu.Unlock()
+	v := make(map[int]uint64, len(e.parts)+1)
+	for p, a := range e.parts {
+		v[p] = a.Load()
+	}
+	if a := e.applied.Load(); a != 0 || len(v) == 0 {
+		v[0] = a
+	}
+	return v
+}
 
 // Clock is the newest event time applied, the engine's notion of "now" for
 // windows and decays (event time, not arrival time).
@@ -312,8 +361,11 @@ func (e *Engine) Late() int64 { return e.late.Load() }
 
 // Apply folds one log record at offset into the state. Offsets at or below
 // Applied are ignored, which makes replay after a crash exactly-once.
-func (e *Engine) Apply(off uint64, rec *event.Record) {
-	if off != 0 && off <= e.applied.Load() {
+func (e *Engine) Apply(off uint64, rec *event.Record) { e.apply(&e.applied, off, rec) }
+
+// apply is Apply against one partition's applied offset.
+func (e *Engine) apply(applied *atomic.Uint64, off uint64, rec *event.Record) {
+	if off != 0 && off <= applied.Load() {
 		return
 	}
 	wall := e.now().UnixMilli()
@@ -331,7 +383,7 @@ func (e *Engine) Apply(off uint64, rec *event.Record) {
 	}
 	e.changes.touched = e.changes.on
 	if off != 0 {
-		e.applied.Store(off)
+		applied.Store(off)
 	}
 }
 
@@ -490,10 +542,27 @@ const pipelineMin = 256
 // order. Each row is still updated in log order by one goroutine, so the
 // state is exactly what Apply would build. Like Apply, it must not run
 // concurrently with itself or Apply.
-func (e *Engine) ApplyBatch(offs []uint64, recs []event.Record) {
+func (e *Engine) ApplyBatch(offs []uint64, recs []event.Record) { e.applyBatch(&e.applied, offs, recs) }
+
+// ApplyPartition is ApplyBatch for records of partition p of a partitioned
+// log, whose offsets count per partition: records at or below the
+// partition's applied offset are skipped, and it advances only that offset.
+// Partitions may be interleaved in any order: user state is owned by the
+// partition of its user and every item and global aggregate is a
+// commutative increment (invariant 3), so each partition's records applied
+// once, in their order, give the same state up to the order of float sums.
+// Two things remain order-dependent across partitions: an item's metadata
+// (categories feed user category affinity) is whatever was applied before
+// the interaction, and co-visitation pruning keeps the strongest neighbours
+// seen when a list overflows. Like ApplyBatch, calls must not overlap.
+func (e *Engine) ApplyPartition(p int, offs []uint64, recs []event.Record) {
+	e.applyBatch(e.partition(p), offs, recs)
+}
+
+func (e *Engine) applyBatch(appliedOff *atomic.Uint64, offs []uint64, recs []event.Record) {
 	if len(recs) < pipelineMin {
 		for i := range recs {
-			e.Apply(offs[i], &recs[i])
+			e.apply(appliedOff, offs[i], &recs[i])
 		}
 		return
 	}
@@ -512,7 +581,7 @@ func (e *Engine) ApplyBatch(offs []uint64, recs []event.Record) {
 	const chunkLen = 128
 	chunk := make([]itemWork, 0, chunkLen)
 	var last uint64
-	applied := e.applied.Load()
+	applied := appliedOff.Load()
 	for i := range recs {
 		off := offs[i]
 		if off != 0 && off <= applied {
@@ -546,7 +615,7 @@ func (e *Engine) ApplyBatch(offs []uint64, recs []event.Record) {
 	close(work)
 	<-done
 	if last != 0 {
-		e.applied.Store(last)
+		appliedOff.Store(last)
 	}
 }
 

@@ -18,10 +18,19 @@ const (
 	snapItem    = 'i'
 	snapGlobal  = 'g'
 	snapConsent = 'c'
-	snapMeta    = '0' // sorts before every other key: checked first on restore
+	// snapPartition + uvarint partition: that partition's applied offset,
+	// for every partition but 0 of a partitioned log (partition 0, the
+	// embedded log's only one, stays in the meta entry).
+	snapPartition = 'p'
+	snapMeta      = '0' // sorts before every other key: checked first on restore
 )
 
-const snapVersion = 2
+// snapVersion 3 added partition entries; version 2 snapshots (no
+// partitions) still restore.
+const (
+	snapVersion    = 3
+	snapVersionMin = 2
+)
 
 var errSnapshot = errors.New("features: corrupt snapshot entry")
 
@@ -35,6 +44,14 @@ func (e *Engine) Snapshot(put func(key, val []byte) error) error {
 	meta = wire.AppendUvarint(meta, e.Applied())
 	if err := put([]byte{snapMeta}, meta); err != nil {
 		return err
+	}
+	for p, off := range e.AppliedVector() {
+		if p == 0 {
+			continue
+		}
+		if err := put(wire.AppendUvarint([]byte{snapPartition}, uint64(p)), wire.AppendUvarint(nil, off)); err != nil {
+			return err
+		}
 	}
 	e.global.mu.Lock()
 	buf = appendRings(buf[:0], &e.global.windows, e.c.globalWin)
@@ -84,14 +101,21 @@ func (e *Engine) Restore(key, val []byte) error {
 	d := wire.Decoder{B: val}
 	switch key[0] {
 	case snapMeta:
-		if v := d.Uvarint(); v != snapVersion {
-			return fmt.Errorf("features: snapshot version %d, want %d", v, snapVersion)
+		if v := d.Uvarint(); v < snapVersionMin || v > snapVersion {
+			return fmt.Errorf("features: snapshot version %d, want %d to %d", v, snapVersionMin, snapVersion)
 		}
 		if fp := d.String(); fp != e.fingerprint() {
 			return ErrSpecChanged
 		}
 		e.clock.Store(d.Varint())
 		e.applied.Store(d.Uvarint())
+	case snapPartition:
+		kd := wire.Decoder{B: key[1:]}
+		p := kd.Uvarint()
+		if kd.Err || len(kd.B) != 0 || p == 0 || p > 1<<20 {
+			return errSnapshot
+		}
+		e.SetAppliedPartition(int(p), d.Uvarint())
 	case snapGlobal:
 		decodeRings(&d, &e.global.windows, e.c.globalWin)
 		e.global.updated = d.Varint()

@@ -34,7 +34,9 @@ type Options struct {
 
 // Service is the write path. Create with New, then Start.
 type Service struct {
-	log     eventlog.Log
+	log     eventlog.Log   // nil when plog is set
+	plog    PartitionedLog // nil: the embedded log
+	readers []PartitionReader
 	engine  *features.Engine
 	snaps   *store.Snapshots // nil: no snapshots (tests, eval)
 	dedup   *event.Deduper
@@ -116,8 +118,11 @@ func (s *Service) Recover(ctx context.Context) error {
 			return fmt.Errorf("ingest: load snapshot: %w", err)
 		case ok:
 			s.lastSnap.Store(info.Written.UnixMilli())
-			s.logger.Info("snapshot loaded", "offset", info.Offset, "entries", info.Entries, "bytes", info.Bytes)
+			s.logger.Info("snapshot loaded", "offset", info.Offset, "vector", s.engine.AppliedVector(), "entries", info.Entries, "bytes", info.Bytes)
 		}
+	}
+	if s.plog != nil {
+		return s.recoverPartitioned(ctx)
 	}
 	if a := s.engine.Applied(); a+1 < s.log.Start() {
 		// Retention is held back by the snapshot floor, so this means the
@@ -149,15 +154,20 @@ func (s *Service) catchUp(ctx context.Context) error {
 // rebuildDedup re-reads the ids of the newest records so retries of events
 // acknowledged before a restart are still recognised.
 func (s *Service) rebuildDedup(ctx context.Context, end uint64) {
+	s.reserveIDs(ctx, s.log, end, uint64(s.opts.DedupIDs))
+}
+
+// reserveIDs marks the event ids of r's records in [end-window, end) as seen.
+func (s *Service) reserveIDs(ctx context.Context, r recordReader, end, window uint64) {
 	from := uint64(1)
-	if end > uint64(s.opts.DedupIDs) {
-		from = end - uint64(s.opts.DedupIDs)
+	if end > window {
+		from = end - window
 	}
 	now := time.Now().UnixMilli()
 	var rec event.Record
 	ids := make([]string, 1)
 	for from < end {
-		next, err := s.log.Read(ctx, from, s.opts.ReadBatch, func(_ uint64, data []byte) error {
+		next, err := r.Read(ctx, from, s.opts.ReadBatch, func(_ uint64, data []byte) error {
 			if event.DecodeBinary(data, &rec) == nil && rec.Kind == event.KindInteraction && rec.Interaction.ID != "" {
 				ids[0] = rec.Interaction.ID
 				s.dedup.Reserve(ids, now)
@@ -177,6 +187,10 @@ func (s *Service) Ready() bool { return s.ready.Load() }
 // Start runs the applier until Close.
 func (s *Service) Start() {
 	s.started.Store(true)
+	if s.plog != nil {
+		go s.runPartitioned()
+		return
+	}
 	go s.run()
 }
 
@@ -275,7 +289,7 @@ func (s *Service) applyFrom(ctx context.Context, from uint64) (uint64, error) {
 
 func (s *Service) notifyApplied() {
 	applied := s.engine.Applied()
-	if s.metrics != nil {
+	if s.metrics != nil && s.log != nil {
 		end := s.log.End()
 		if end > applied+1 {
 			s.metrics.ApplyLag.Set(float64(end - applied - 1))
@@ -292,19 +306,28 @@ func (s *Service) notifyApplied() {
 	s.appMu.Unlock()
 }
 
-// WaitApplied blocks until the state includes offset.
+// WaitApplied blocks until the state includes offset (of the embedded log,
+// or of partition 0).
 func (s *Service) WaitApplied(ctx context.Context, offset uint64) error {
+	if err := s.waitUntil(ctx, func() bool { return s.engine.Applied() >= offset }); err != nil {
+		return fmt.Errorf("ingest: waiting for offset %d to be applied: %w", offset, err)
+	}
+	return nil
+}
+
+// waitUntil blocks until done, checked after every applied batch, or ctx ends.
+func (s *Service) waitUntil(ctx context.Context, done func() bool) error {
 	for {
 		s.appMu.Lock()
 		ch := s.applied
 		s.appMu.Unlock()
-		if s.engine.Applied() >= offset {
+		if done() {
 			return nil
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return fmt.Errorf("ingest: waiting for offset %d to be applied: %w", offset, ctx.Err())
+			return ctx.Err()
 		}
 	}
 }
@@ -329,7 +352,7 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 		}
 	}
 	var res Result
-	payloads := make([][]byte, 0, len(events))
+	recs := make([]Keyed, 0, len(events))
 	var reserved []string
 	buf := make([]byte, 0, len(events)*96)
 	var rec event.Record
@@ -352,32 +375,37 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 		rec.Interaction = events[i]
 		start := len(buf)
 		buf = event.AppendBinary(buf, &rec)
-		payloads = append(payloads, buf[start:len(buf):len(buf)])
+		k := Keyed{Value: buf[start:len(buf):len(buf)], ID: ids[i]}
+		if s.plog != nil {
+			k.Key = []byte(events[i].User) // the embedded log has no keys: no copy on its hot path
+		}
+		recs = append(recs, k)
 	}
-	if len(payloads) == 0 {
+	if len(recs) == 0 {
 		return res, nil
 	}
-	if err := s.append(ctx, payloads); err != nil {
+	if err := s.append(ctx, recs); err != nil {
 		if errors.Is(err, ErrApplyPending) {
 			s.dedup.Commit(reserved)
-			res.Accepted = len(payloads)
+			res.Accepted = len(recs)
 			return res, err
 		}
 		s.dedup.Release(reserved)
 		return res, err
 	}
 	s.dedup.Commit(reserved)
-	res.Accepted = len(payloads)
+	res.Accepted = len(recs)
 	return res, nil
 }
 
 // Items appends item metadata records.
 func (s *Service) Items(ctx context.Context, items []event.Item) error {
-	payloads := make([][]byte, len(items))
+	recs := make([]Keyed, len(items))
 	for i := range items {
-		payloads[i] = event.AppendBinary(nil, &event.Record{Kind: event.KindItem, Item: items[i]})
+		// Keyed by item: one item's metadata updates stay in order.
+		recs[i] = Keyed{Key: []byte(items[i].ID), Value: event.AppendBinary(nil, &event.Record{Kind: event.KindItem, Item: items[i]})}
 	}
-	return s.append(ctx, payloads)
+	return s.append(ctx, recs)
 }
 
 // EraseUser is Erase without the count.
@@ -391,7 +419,7 @@ func (s *Service) EraseUser(ctx context.Context, user string) error {
 // and without personalisation consent they feed no one else's features.
 func (s *Service) SetConsent(ctx context.Context, user string, c event.Consent) error {
 	rec := event.Record{Kind: event.KindUser, User: event.User{ID: user, TS: time.Now().UnixMilli(), Attributes: c.Attributes()}}
-	return s.append(ctx, [][]byte{event.AppendBinary(nil, &rec)})
+	return s.append(ctx, []Keyed{{Key: []byte(user), Value: event.AppendBinary(nil, &rec)}})
 }
 
 // Consent is what user allows now.
@@ -417,7 +445,7 @@ var ErrCannotRedact = errors.New("ingest: this event log cannot erase records")
 // It returns how many log records were redacted.
 func (s *Service) Erase(ctx context.Context, user string) (int, error) {
 	rec := event.Record{Kind: event.KindErase, User: event.User{ID: user, TS: time.Now().UnixMilli()}}
-	tomb, err := s.appendAt(ctx, [][]byte{event.AppendBinary(nil, &rec)})
+	tomb, err := s.appendAt(ctx, []Keyed{{Key: []byte(user), Value: event.AppendBinary(nil, &rec)}})
 	if err != nil {
 		// Including ErrApplyPending: nothing below may run before the
 		// tombstone is applied. The caller retries; erasure is idempotent.
@@ -457,32 +485,56 @@ func (s *Service) Erase(ctx context.Context, user string) (int, error) {
 	return n, nil
 }
 
-func (s *Service) append(ctx context.Context, payloads [][]byte) error {
-	_, err := s.appendAt(ctx, payloads)
+// append stores recs durably, then waits until the state includes them
+// (read-your-writes). Keys and ids matter only to a partitioned log.
+func (s *Service) append(ctx context.Context, recs []Keyed) error {
+	_, err := s.appendAt(ctx, recs)
 	return err
 }
 
-// appendAt is append that also returns the offset of the last record (0
-// when nothing became durable).
-func (s *Service) appendAt(ctx context.Context, payloads [][]byte) (uint64, error) {
+// appendAt is append that also returns the offset of the last record in
+// the embedded log (0 with a partitioned log, or when nothing became
+// durable).
+func (s *Service) appendAt(ctx context.Context, recs []Keyed) (uint64, error) {
 	start := time.Now()
 	actx, span := s.tracer.Start(ctx, "eventlog.append")
-	first, err := s.log.Append(actx, payloads)
+	var (
+		first uint64
+		at    map[int]uint64
+		err   error
+	)
+	if s.plog != nil {
+		at, err = s.plog.Append(actx, recs)
+		if err != nil {
+			err = fmt.Errorf("%w: %w", ErrUnavailable, err)
+		}
+	} else {
+		payloads := make([][]byte, len(recs))
+		for i := range recs {
+			payloads[i] = recs[i].Value
+		}
+		first, err = s.log.Append(actx, payloads)
+	}
 	if span.IsRecording() {
-		span.SetAttributes(attribute.Int("ripple.records", len(payloads)))
+		span.SetAttributes(attribute.Int("ripple.records", len(recs)))
 	}
 	observe.SetError(span, err)
 	span.End()
 	if err != nil {
 		return 0, fmt.Errorf("ingest: append: %w", err)
 	}
-	last := first + uint64(len(payloads)) - 1
 	if s.metrics != nil {
 		s.metrics.AppendBatch.Observe(time.Since(start).Seconds())
 	}
-	s.pending.push(last, time.Now())
 	wctx, span := s.tracer.Start(ctx, "ingest.wait_applied")
-	err = s.WaitApplied(wctx, last)
+	var last uint64
+	if s.plog != nil {
+		err = s.waitPartitions(wctx, at)
+	} else {
+		last = first + uint64(len(recs)) - 1
+		s.pending.push(last, time.Now())
+		err = s.WaitApplied(wctx, last)
+	}
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int64("ripple.log.offset", int64(last)))
 	}
@@ -570,6 +622,7 @@ func (s *Service) SnapshotAge() float64 {
 // has nothing trustworthy to snapshot and closes at once.
 func (s *Service) Close() error {
 	if !s.started.Load() {
+		s.closeReaders() // opened by a recovery that failed or was not followed by Start
 		return nil
 	}
 	select {
@@ -577,9 +630,11 @@ func (s *Service) Close() error {
 		return nil
 	default:
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_ = s.WaitApplied(ctx, s.log.End()-1)
+	if s.log != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = s.WaitApplied(ctx, s.log.End()-1)
+	}
 	close(s.stop)
 	<-s.done
 	return s.Snapshot()

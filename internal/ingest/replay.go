@@ -21,8 +21,29 @@ type batchApplier struct {
 // error) and otherwise skipped. It returns the offset to continue from.
 func (b *batchApplier) apply(ctx context.Context, lg eventlog.Log, eng *features.Engine, from uint64, max int,
 	corrupt func(off uint64, err error) error) (uint64, error) {
+	next, err := b.read(ctx, lg, from, max, corrupt)
+	eng.ApplyBatch(b.offs, b.recs)
+	// Skipped records count as handled, or a corrupt one at the end of a
+	// batch would be read again forever.
+	if next > from && eng.Applied() < next-1 && err == nil {
+		eng.SetApplied(next - 1)
+	}
+	return next, err
+}
+
+// recordReader is the read side of a log or of one partition.
+type recordReader interface {
+	Read(ctx context.Context, from uint64, max int, fn func(offset uint64, data []byte) error) (next uint64, err error)
+}
+
+// read replaces the batch with up to max decoded records from from. Records
+// that do not decode are passed to corrupt (which may stop the read by
+// returning an error) and otherwise skipped. It returns the offset to
+// continue from.
+func (b *batchApplier) read(ctx context.Context, r recordReader, from uint64, max int,
+	corrupt func(off uint64, err error) error) (uint64, error) {
 	b.offs, b.recs = b.offs[:0], b.recs[:0]
-	next, err := lg.Read(ctx, from, max, func(off uint64, data []byte) error {
+	return r.Read(ctx, from, max, func(off uint64, data []byte) error {
 		b.recs = append(b.recs, event.Record{})
 		if derr := event.DecodeBinary(data, &b.recs[len(b.recs)-1]); derr != nil {
 			b.recs = b.recs[:len(b.recs)-1]
@@ -31,13 +52,6 @@ func (b *batchApplier) apply(ctx context.Context, lg eventlog.Log, eng *features
 		b.offs = append(b.offs, off)
 		return nil
 	})
-	eng.ApplyBatch(b.offs, b.recs)
-	// Skipped records count as handled, or a corrupt one at the end of a
-	// batch would be read again forever.
-	if next > from && eng.Applied() < next-1 && err == nil {
-		eng.SetApplied(next - 1)
-	}
-	return next, err
 }
 
 // Replay applies every record from the engine's applied offset to the

@@ -149,7 +149,9 @@ func TestAppendIsReadableWhenItReturns(t *testing.T) {
 	next := uint64(1)
 	for i := range 100 {
 		want := fmt.Sprintf("v%d", i)
-		require.NoError(t, p.Append(ctx, []Record{{Key: []byte("u1"), Value: []byte(want)}}))
+		at, err := p.AppendAt(ctx, []Record{{Key: []byte("u1"), Value: []byte(want)}})
+		require.NoError(t, err)
+		require.Equal(t, map[int32]uint64{0: next}, at, "AppendAt names the offset the record is read at")
 		var got []string
 		n, err := r.Read(ctx, next, 10, func(off uint64, data []byte) error {
 			require.Equal(t, next, off)

@@ -93,20 +93,38 @@ func NewProducer(opts ProducerOptions) (*Producer, error) {
 // being retried until stored or DeliveryTimeout passes, so a caller's retry
 // must be deduplicated by event id.
 func (p *Producer) Append(ctx context.Context, recs []Record) error {
+	_, err := p.AppendAt(ctx, recs)
+	return err
+}
+
+// AppendAt is Append that also says where the records went: for each
+// partition it wrote to, the Ripple offset of the last record stored there.
+// A reader that has delivered those offsets has seen every record (what a
+// read-your-writes wait needs).
+func (p *Producer) AppendAt(ctx context.Context, recs []Record) (map[int32]uint64, error) {
 	krs := make([]*kgo.Record, len(recs))
 	for i, r := range recs {
 		krs[i] = &kgo.Record{Key: r.Key, Value: r.Value}
 	}
-	return p.produce(ctx, krs)
+	w, err := p.produceAt(ctx, krs)
+	if err != nil {
+		return nil, err
+	}
+	return w.last, nil
 }
 
 // produce is Append for prepared records (the dead-letter writer adds headers).
 func (p *Producer) produce(ctx context.Context, krs []*kgo.Record) error {
+	_, err := p.produceAt(ctx, krs)
+	return err
+}
+
+func (p *Producer) produceAt(ctx context.Context, krs []*kgo.Record) (*ackWait, error) {
 	if len(krs) == 0 {
-		return nil
+		return &ackWait{}, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("%w: produce to %s: %w", ErrUnavailable, p.topic, err)
+		return nil, fmt.Errorf("%w: produce to %s: %w", ErrUnavailable, p.topic, err)
 	}
 	w := newAckWait(len(krs))
 	// The context given to Produce decides when franz-go gives up on a
@@ -128,14 +146,14 @@ func (p *Producer) produce(ctx context.Context, krs []*kgo.Record) error {
 	select {
 	case <-w.done:
 		if err := w.firstErr(); err != nil {
-			return fmt.Errorf("%w: produce to %s: %w", ErrUnavailable, p.topic, err)
+			return nil, fmt.Errorf("%w: produce to %s: %w", ErrUnavailable, p.topic, err)
 		}
-		return nil
+		return w, nil
 	case <-ctx.Done():
 		// Records not yet acknowledged stay buffered: they may still be
 		// stored, up to the delivery timeout. Not waiting for them keeps
 		// the caller's deadline.
-		return fmt.Errorf("%w: produce to %s: %w", ErrUnavailable, p.topic, context.Cause(ctx))
+		return nil, fmt.Errorf("%w: produce to %s: %w", ErrUnavailable, p.topic, context.Cause(ctx))
 	}
 }
 
@@ -144,16 +162,22 @@ type ackWait struct {
 	mu   sync.Mutex
 	left int
 	err  error
+	last map[int32]uint64 // partition → Ripple offset of the last record stored
 	done chan struct{}
 }
 
-func newAckWait(n int) *ackWait { return &ackWait{left: n, done: make(chan struct{})} }
+func newAckWait(n int) *ackWait {
+	return &ackWait{left: n, last: make(map[int32]uint64), done: make(chan struct{})}
+}
 
-func (w *ackWait) promise(_ *kgo.Record, err error) {
+func (w *ackWait) promise(r *kgo.Record, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if err != nil && w.err == nil {
 		w.err = err
+	}
+	if err == nil {
+		w.last[r.Partition] = max(w.last[r.Partition], rippleOffset(r.Offset))
 	}
 	w.left--
 	if w.left == 0 {

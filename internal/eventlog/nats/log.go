@@ -243,11 +243,22 @@ func (l *Log) Subject(p int) string { return l.subjects[p] }
 // Publishes are pipelined: one round trip for the batch, not one per record.
 // Records the window already holds (same ID) count as stored.
 func (l *Log) Append(ctx context.Context, recs []Record) error {
+	_, err := l.AppendAt(ctx, recs)
+	return err
+}
+
+// AppendAt is Append that also says where the records went: for each
+// partition it wrote to, the offset (stream sequence) of the last record
+// stored there, the original's for a duplicate. A reader that has delivered
+// those offsets has seen every record (what a read-your-writes wait needs).
+func (l *Log) AppendAt(ctx context.Context, recs []Record) (map[int]uint64, error) {
+	parts := make([]int, len(recs))
 	msgs := make([]natsio.Msg, len(recs))
 	futures := make([]jetstream.PubAckFuture, 0, len(recs))
 	for i, r := range recs {
 		m := &msgs[i]
-		m.Subject = l.subjects[PartitionOf(r.Key, len(l.subjects))]
+		parts[i] = PartitionOf(r.Key, len(l.subjects))
+		m.Subject = l.subjects[parts[i]]
 		m.Data = r.Value
 		var popts []jetstream.PublishOpt
 		if r.ID != "" {
@@ -255,14 +266,21 @@ func (l *Log) Append(ctx context.Context, recs []Record) error {
 		}
 		f, err := l.js.PublishMsgAsync(m, popts...)
 		if err != nil {
-			return fmt.Errorf("%w: publish %d of %d: %w", ErrUnavailable, i, len(recs), err)
+			return nil, fmt.Errorf("%w: publish %d of %d: %w", ErrUnavailable, i, len(recs), err)
 		}
 		futures = append(futures, f)
 	}
-	return l.waitAcks(ctx, futures)
+	last := make(map[int]uint64)
+	err := l.waitAcks(ctx, futures, func(i int, seq uint64) { last[parts[i]] = max(last[parts[i]], seq) })
+	if err != nil {
+		return nil, err
+	}
+	return last, nil
 }
 
-func (l *Log) waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
+// waitAcks waits for every future and passes each stored record's sequence
+// to stored.
+func (l *Log) waitAcks(ctx context.Context, futures []jetstream.PubAckFuture, stored func(i int, seq uint64)) error {
 	for i, f := range futures {
 		select {
 		case ack := <-f.Ok():
@@ -271,6 +289,7 @@ func (l *Log) waitAcks(ctx context.Context, futures []jetstream.PubAckFuture) er
 			if ack.Stream != l.opts.Stream {
 				return fmt.Errorf("%w: record %d stored in stream %q, not %q", ErrUnavailable, i, ack.Stream, l.opts.Stream)
 			}
+			stored(i, ack.Sequence)
 		case err := <-f.Err():
 			return fmt.Errorf("%w: record %d of %d: %w", ErrUnavailable, i, len(futures), err)
 		case <-ctx.Done():

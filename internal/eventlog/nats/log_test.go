@@ -78,9 +78,17 @@ func TestAppendReadPartitioned(t *testing.T) {
 	const parts, total, users = 6, 10000, 500
 	l := openLog(t, s, parts)
 	ctx := ctxT(t, 30*time.Second)
+	lastAt := map[int]uint64{}
 	for i := 0; i < total; i += 1000 {
-		if err := l.Append(ctx, userRecords(i, 1000, users)); err != nil {
+		at, err := l.AppendAt(ctx, userRecords(i, 1000, users))
+		if err != nil {
 			t.Fatal(err)
+		}
+		for p, off := range at {
+			if off <= lastAt[p] {
+				t.Fatalf("AppendAt: partition %d at %d after %d", p, off, lastAt[p])
+			}
+			lastAt[p] = off
 		}
 	}
 	seen := make(map[string]bool, total)
@@ -89,6 +97,9 @@ func TestAppendReadPartitioned(t *testing.T) {
 		recs := readAll(t, l, p)
 		if len(recs) == 0 {
 			t.Fatalf("partition %d empty", p)
+		}
+		if recs[len(recs)-1].off != lastAt[p] {
+			t.Fatalf("partition %d: last record at %d, AppendAt said %d", p, recs[len(recs)-1].off, lastAt[p])
 		}
 		for _, rec := range recs {
 			if seen[rec.data] {

@@ -168,7 +168,7 @@ func (r *PartitionReader) Read(ctx context.Context, from uint64, max int, fn fun
 			// briefly, so a record is readable once Append returned.
 			if end, err := r.End(ctx); err == nil && end > at && catchUp < maxCatchUp {
 				catchUp++
-				if err := sleepCtx(ctx, time.Duration(catchUp)*time.Millisecond); err != nil {
+				if err := pauseFor(ctx, time.Duration(catchUp)*time.Millisecond); err != nil {
 					return at, err
 				}
 				continue
@@ -182,17 +182,6 @@ func (r *PartitionReader) Read(ctx context.Context, from uint64, max int, fn fun
 // maxCatchUp bounds the extra looks Read takes at a partition whose end is
 // past what its consumer delivered (about 45 ms in all).
 const maxCatchUp = 9
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // Wait blocks until the partition holds a record with offset >= from, or
 // ctx ends. While the broker is unreachable it keeps retrying until ctx ends.
@@ -332,8 +321,10 @@ func isTimeout(err error) bool { return errors.Is(err, natsio.ErrTimeout) }
 
 func max1(off uint64) uint64 { return max(off, 1) }
 
-func pause(ctx context.Context) error {
-	t := time.NewTimer(retryPause)
+func pause(ctx context.Context) error { return pauseFor(ctx, retryPause) }
+
+func pauseFor(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:

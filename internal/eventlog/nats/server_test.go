@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -96,6 +97,22 @@ func (s *testServer) Signal(sig os.Signal) {
 	defer s.mu.Unlock()
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		s.t.Fatal(err)
+	}
+	if sig == syscall.SIGSTOP {
+		// The signal is delivered asynchronously: a server thread may still
+		// answer a request sent right after Signal returns. Wait until the
+		// kernel reports the process stopped.
+		stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			b, err := os.ReadFile(stat)
+			if err != nil {
+				return // no procfs: best effort
+			}
+			if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'T' {
+				return
+			}
+		}
+		s.t.Fatal("nats-server did not stop after SIGSTOP")
 	}
 }
 

@@ -1,0 +1,84 @@
+package ingest
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ripple-rec/ripple/internal/eventlog/kafka"
+)
+
+// KafkaOptions configures OpenKafka.
+type KafkaOptions struct {
+	Brokers []string
+	Topic   string
+	// Partitions, when set, must match the topic's partition count: a
+	// different count would move users between partitions.
+	Partitions int
+}
+
+// KafkaLog is a Kafka topic as a PartitionedLog.
+type KafkaLog struct {
+	opts KafkaOptions
+	prod *kafka.Producer
+}
+
+// OpenKafka connects a producer and checks the topic's partition count.
+func OpenKafka(ctx context.Context, opts KafkaOptions) (*KafkaLog, error) {
+	prod, err := kafka.NewProducer(kafka.ProducerOptions{Brokers: opts.Brokers, Topic: opts.Topic})
+	if err != nil {
+		return nil, err
+	}
+	n, err := prod.Partitions(ctx)
+	if err != nil {
+		prod.Close()
+		return nil, fmt.Errorf("ingest: kafka topic %s: %w", opts.Topic, err)
+	}
+	if opts.Partitions != 0 && opts.Partitions != n {
+		prod.Close()
+		return nil, fmt.Errorf("ingest: kafka topic %s has %d partitions, configured %d", opts.Topic, n, opts.Partitions)
+	}
+	opts.Partitions = n
+	return &KafkaLog{opts: opts, prod: prod}, nil
+}
+
+// Partitions is the topic's partition count when it was opened.
+func (l *KafkaLog) Partitions() int { return l.opts.Partitions }
+
+// Append produces recs keyed by Key (murmur2, like other Kafka clients).
+func (l *KafkaLog) Append(ctx context.Context, recs []Keyed) (map[int]uint64, error) {
+	krs := make([]kafka.Record, len(recs))
+	for i, r := range recs {
+		krs[i] = kafka.Record{Key: r.Key, Value: r.Value}
+	}
+	at, err := l.prod.AppendAt(ctx, krs)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]uint64, len(at))
+	for p, off := range at {
+		out[int(p)] = off
+	}
+	return out, nil
+}
+
+// Reader reads partition p from from, without a consumer group.
+func (l *KafkaLog) Reader(p int, from uint64) (PartitionReader, error) {
+	r, err := kafka.NewPartitionReader(kafka.ReaderOptions{Brokers: l.opts.Brokers, Topic: l.opts.Topic, Partition: int32(p), From: from})
+	if err != nil {
+		return nil, err
+	}
+	return kafkaReader{r}, nil
+}
+
+// Close fails records still buffered and disconnects the producer.
+func (l *KafkaLog) Close() error {
+	l.prod.Close()
+	return nil
+}
+
+type kafkaReader struct{ *kafka.PartitionReader }
+
+func (r kafkaReader) End(ctx context.Context) (uint64, error) {
+	_, end, err := r.Refresh(ctx)
+	return end, err
+}
