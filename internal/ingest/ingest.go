@@ -194,16 +194,22 @@ func (s *Service) Start() {
 	go s.run()
 }
 
+// snapshotTicker ticks every SnapshotEvery; nil channel when snapshots are
+// off. Both appliers (one log, partitioned) use it.
+func (s *Service) snapshotTicker() (<-chan time.Time, func()) {
+	if s.snaps == nil || s.opts.SnapshotEvery <= 0 {
+		return nil, func() {}
+	}
+	t := time.NewTicker(s.opts.SnapshotEvery)
+	return t.C, t.Stop
+}
+
 func (s *Service) run() {
 	defer close(s.done)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-s.stop; cancel() }()
-	var tick <-chan time.Time
-	if s.snaps != nil && s.opts.SnapshotEvery > 0 {
-		t := time.NewTicker(s.opts.SnapshotEvery)
-		defer t.Stop()
-		tick = t.C
-	}
+	tick, stopTick := s.snapshotTicker()
+	defer stopTick()
 	for {
 		// Checked on every pass, so sustained ingest cannot starve snapshots.
 		select {

@@ -143,12 +143,8 @@ func (s *Service) runPartitioned() {
 	for p, r := range s.readers {
 		wg.Go(func() { s.runPartition(ctx, p, r) })
 	}
-	var tick <-chan time.Time
-	if s.snaps != nil && s.opts.SnapshotEvery > 0 {
-		t := time.NewTicker(s.opts.SnapshotEvery)
-		defer t.Stop()
-		tick = t.C
-	}
+	tick, stopTick := s.snapshotTicker()
+	defer stopTick()
 	for {
 		select {
 		case <-tick:
