@@ -30,10 +30,12 @@ import (
 	ripplenats "github.com/ripple-rec/ripple/internal/eventlog/nats"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
+	"github.com/ripple-rec/ripple/internal/model"
 	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/recommend"
 	"github.com/ripple-rec/ripple/internal/resilience"
 	"github.com/ripple-rec/ripple/internal/store"
+	"github.com/ripple-rec/ripple/internal/train"
 )
 
 // serveConfig is the whole serve configuration; every flag has a key here.
@@ -78,6 +80,18 @@ type serveConfig struct {
 	// log_user_id_key; empty: a random key per process) or drop.
 	LogUserIDs   string `yaml:"log_user_ids"`
 	LogUserIDKey string `yaml:"log_user_id_key"`
+	// Train rebuilds the trained models from the log on a schedule and on
+	// POST /v1/admin/train; versions live in <data_dir>/models.
+	Train trainConfig `yaml:"train"`
+}
+
+// trainConfig is the `train:` section.
+type trainConfig struct {
+	// Interval between scheduled runs ("0": only on request).
+	Interval string `yaml:"interval"`
+	// Keep is how many model versions stay on disk (the serving one among them).
+	Keep         int `yaml:"keep"`
+	train.Config `yaml:",inline"`
 }
 
 // kafkaConfig is the `kafka:` section, used with log: kafka.
@@ -133,7 +147,8 @@ func defaultServeConfig() serveConfig {
 		Store: "embedded", Redis: defaultRedisConfig(),
 		Log: "embedded", Kafka: kafkaConfig{Brokers: []string{"127.0.0.1:9092"}, Topic: "ripple-events"},
 		NATS: natsConfig{URL: "nats://127.0.0.1:4222", Stream: ripplenats.DefaultStream, Partitions: ripplenats.DefaultPartitions}, Tracing: observe.DefaultTracing(), LogUserIDs: observe.UserIDsHash,
-		Auth: authConfig{ReloadInterval: "5s"},
+		Train: trainConfig{Interval: "1h", Keep: 3, Config: train.DefaultConfig()},
+		Auth:  authConfig{ReloadInterval: "5s"},
 		RateLimit: rateLimitConfig{PerKeyRPS: rl.PerKeyRPS, PerKeyBurst: rl.PerKeyBurst, PerTenantRPS: rl.PerTenantRPS,
 			PerTenantBurst: rl.PerTenantBurst, MaxBuckets: rl.MaxBuckets, RedisTimeout: "20ms"}}
 }
@@ -249,6 +264,8 @@ type node struct {
 	api     *api.Server
 	logger  *slog.Logger
 	online  *onlineParts // store: redis
+	models  *model.Registry
+	trainer *train.Job
 	audit   *audit.Log
 	keys    *auth.Store
 	// tracer is the node's tracer provider (a no-op one with tracing
@@ -281,6 +298,15 @@ func (c serveConfig) validate() error {
 	}
 	if c.MaxBatchEvents <= 0 {
 		return fmt.Errorf("max_batch_events must be > 0, got %d", c.MaxBatchEvents)
+	}
+	if c.Train.Keep < 1 {
+		return fmt.Errorf("train.keep must be at least 1, got %d", c.Train.Keep)
+	}
+	if _, err := parseDur("train.interval", c.Train.Interval); err != nil {
+		return err
+	}
+	if err := c.Train.Config.Validate(); err != nil {
+		return err
 	}
 	return c.Recommend.Validate()
 }
@@ -456,8 +482,36 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		return nil, err
 	}
 	opts.Audit = n.audit
+	if err := openModels(n, cfg, logger); err != nil {
+		n.close()
+		return nil, err
+	}
+	opts.Trainer = n.trainer
 	n.api = api.New(svc, reader, n.pipe, n.metrics, logger, opts)
 	return n, nil
+}
+
+// openModels opens the model registry in <data_dir>/models, serves its
+// current version, and wires the training job. An unreadable version is
+// logged and an older one (or none: the streaming model) serves.
+func openModels(n *node, cfg serveConfig, logger *slog.Logger) error {
+	reg, err := model.OpenRegistry(filepath.Join(cfg.DataDir, "models"), cfg.Train.Keep)
+	if reg == nil {
+		return err
+	}
+	if err != nil {
+		logger.Error("model registry", "err", err)
+	}
+	n.models = reg
+	n.pipe.Models = reg.Current
+	if n.trainer, err = train.NewJob(n.ingest.Interactions, reg, cfg.Train.Config, logger, n.metrics.Registry); err != nil {
+		return err
+	}
+	if m := reg.CurrentManifest(); m != nil {
+		n.trainer.SetServing(m.Version)
+		logger.Info("serving trained model", "model", m.Name, "created", m.Created)
+	}
+	return nil
 }
 
 // snapshotDir names the snapshot directory after the log the state was
@@ -476,6 +530,9 @@ func snapshotDir(cfg serveConfig) string {
 // close flushes: the applier drains the log, a final snapshot is written,
 // then the log closes.
 func (n *node) close() {
+	if n.trainer != nil {
+		n.trainer.Close() // it reads the log: stop it first
+	}
 	if n.ingest != nil {
 		if err := n.ingest.Close(); err != nil {
 			n.logger.Error("final snapshot failed", "err", err)
@@ -538,6 +595,12 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 		if err := loadDemo(ctx, n, cfg, logger); err != nil {
 			return err
 		}
+		if n.models.Current() == nil {
+			n.trainer.Start() // in the background: the streaming model serves until it is done
+		}
+	}
+	if every, _ := parseDur("train.interval", cfg.Train.Interval); every > 0 {
+		go n.trainer.Every(ctx, every)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

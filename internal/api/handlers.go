@@ -5,16 +5,17 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	json "github.com/goccy/go-json"
-
 	"github.com/ripple-rec/ripple/internal/audit"
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/recommend"
+	"github.com/ripple-rec/ripple/internal/train"
 )
 
 type eventsResponse struct {
@@ -335,9 +336,44 @@ func (s *Server) getFeatures(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// postTrain rebuilds the trained models from the log. With wait=true it
+// answers when the new version serves (or training failed); otherwise it
+// starts a run (or finds one going) and answers 202 at once. A run outlives
+// a client that gives up waiting: its result is promoted anyway.
 func (s *Server) postTrain(w http.ResponseWriter, r *http.Request) {
-	writeError(w, r, http.StatusNotImplemented, "not_implemented",
-		"no trained models exist yet: the serving model ("+recommend.Model+") is computed on the stream and is always current")
+	t := s.opts.Trainer
+	if t == nil {
+		writeError(w, r, http.StatusNotImplemented, "not_implemented", "training is not enabled on this node")
+		return
+	}
+	wait := false
+	if v := r.URL.Query().Get("wait"); v != "" {
+		var err error
+		if wait, err = strconv.ParseBool(v); err != nil {
+			writeError(w, r, http.StatusBadRequest, "invalid_parameter", "wait must be true or false")
+			return
+		}
+	}
+	if !wait {
+		status := "running"
+		if t.Start() {
+			status = "started"
+		}
+		writeJSON(w, http.StatusAccepted, map[string]any{"status": status, "request_id": RequestID(r.Context())})
+		return
+	}
+	rep, err := t.Run(r.Context())
+	switch {
+	case errors.Is(err, train.ErrNoData):
+		writeError(w, r, http.StatusConflict, "no_data", "the log holds no interactions to train on")
+	case r.Context().Err() != nil:
+		writeError(w, r, http.StatusServiceUnavailable, "timeout", "stopped waiting; the training run goes on and is promoted when done")
+	case err != nil:
+		s.log.ErrorContext(r.Context(), "training failed", "err", err)
+		writeError(w, r, http.StatusInternalServerError, "train_failed", "training failed; the serving model stays (see the server log)")
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"status": "done", "model": rep.Model, "report": rep, "request_id": RequestID(r.Context())})
+	}
 }
 
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {

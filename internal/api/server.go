@@ -26,6 +26,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/recommend"
+	"github.com/ripple-rec/ripple/internal/train"
 )
 
 // Writer is the write path the API needs.
@@ -87,6 +88,16 @@ type Options struct {
 	// MaxInFlight bounds the requests being served; beyond it requests get
 	// 503 overloaded (0: DefaultMaxInFlight).
 	MaxInFlight int
+	// Trainer serves POST /v1/admin/train (*train.Job); nil answers 501.
+	Trainer Trainer
+}
+
+// Trainer rebuilds trained models from the log, one run at a time.
+type Trainer interface {
+	// Run trains now, or joins the run in progress, and waits for it.
+	Run(ctx context.Context) (*train.Report, error)
+	// Start begins a run unless one is going, reporting whether it did.
+	Start() bool
 }
 
 // DefaultOptions are the serve defaults.

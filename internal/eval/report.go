@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ripple-rec/ripple/internal/model"
+	"github.com/ripple-rec/ripple/internal/train"
 )
 
 // ProtocolLOO is leave-one-out with full ranking, the only protocol so far.
@@ -27,6 +30,7 @@ type Report struct {
 	Models    []ModelResult `json:"models"`
 	Published []Published   `json:"published,omitempty"`
 	Timings   Timings       `json:"timings"`
+	Training  *Training     `json:"training,omitempty"`
 	Workers   int           `json:"workers"`
 	Created   time.Time     `json:"created"`
 }
@@ -66,6 +70,23 @@ type Timings struct {
 	Replay float64 `json:"replay_s"` // splitting and replaying the training input
 	Load   float64 `json:"load_s"`   // Read + Replay
 	Eval   float64 `json:"eval_s"`   // every model
+}
+
+// Training describes the trained models a run evaluated: how long training
+// took and what the tuner measured on the validation items (each user's last
+// training event), which is all it chose by.
+type Training struct {
+	Seconds         float64              `json:"seconds"`
+	Serving         string               `json:"serving"`
+	ValidationUsers int                  `json:"validation_users"`
+	Validation      []train.SourceResult `json:"validation"`
+	Components      []model.Component    `json:"components"`
+	Skipped         []string             `json:"skipped,omitempty"`
+}
+
+func trainingInfo(res *train.Result) *Training {
+	return &Training{Seconds: res.Took.Seconds(), Serving: res.Serving, ValidationUsers: res.ValidationUsers,
+		Validation: res.Validation, Components: res.Set.Components, Skipped: res.Skipped}
 }
 
 // Published is a number from the literature under the same protocol.
@@ -225,6 +246,28 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(&b, ") with %d workers\n", r.Workers)
+	if tr := r.Training; tr != nil {
+		fmt.Fprintf(&b, "- training: %.2f s; serving %s; tuned on %s validation items (each user's last training event):", tr.Seconds, tr.Serving, thousands(tr.ValidationUsers))
+		for i, v := range tr.Validation {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(&b, "%s %s NDCG@10 %.4f", sep, v.Source, v.NDCG10)
+		}
+		b.WriteString("\n  components:")
+		for i, c := range tr.Components {
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(&b, "%s %s (weight %g, history decay %g)", sep, c.Name, c.Weight, c.Decay)
+		}
+		for _, sk := range tr.Skipped {
+			fmt.Fprintf(&b, "; not trained: %s", sk)
+		}
+		b.WriteString("\n")
+	}
 	if len(r.Published) > 0 {
 		b.WriteString("- published: S3-Rec repository tables and ICLRec README, same protocol (HR/NDCG@10 only); " +
 			"their PopRec counts popularity over full sequences, test item included\n")

@@ -13,7 +13,9 @@ import (
 
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/model"
 	"github.com/ripple-rec/ripple/internal/recommend"
+	"github.com/ripple-rec/ripple/internal/train"
 )
 
 // ranker is a model under evaluation.
@@ -34,6 +36,9 @@ type Options struct {
 	Workers    int               // 0: runtime.GOMAXPROCS
 	Features   *features.Config  // nil: features.DefaultConfig()
 	Recommend  *recommend.Config // nil: recommend.DefaultConfig()
+	Train      *train.Config     // nil: train.DefaultConfig()
+	// NoTrain evaluates the streaming pipeline alone, without trained models.
+	NoTrain bool
 	// Progress, when set, is told how far each stage ("replay", then one
 	// per model) has got. Calls never overlap and done never decreases
 	// within a stage.
@@ -43,6 +48,7 @@ type Options struct {
 // Model names as they appear in reports.
 const (
 	ModelServing = "ripple " + recommend.Model
+	ModelTrained = "ripple trained"
 	ModelPopRec  = "PopRec (leak-free)"
 )
 
@@ -103,13 +109,29 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		r.Published = PublishedResults(d.Name)
 	}
 
-	models := []struct {
+	type entry struct {
 		name string
 		r    ranker
-	}{
-		{ModelServing, Serving{recommend.New(engine, rcfg)}},
-		{ModelPopRec, NewPopRec(h.Train)},
 	}
+	models := []entry{{ModelServing, Serving{recommend.New(engine, rcfg)}}}
+	if !opt.NoTrain {
+		tcfg := train.DefaultConfig()
+		if opt.Train != nil {
+			tcfg = *opt.Train
+		}
+		progress("train", 0, 1)
+		res, err := train.Train(ctx, h.Train, tcfg)
+		if err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
+		progress("train", 1, 1)
+		res.Set.Name = "blend@eval"
+		r.Training = trainingInfo(res)
+		p := recommend.New(engine, rcfg)
+		p.Models = func() *model.Set { return res.Set }
+		models = append(models, entry{ModelTrained + " (" + res.Serving + ")", Serving{p}})
+	}
+	models = append(models, entry{ModelPopRec, NewPopRec(h.Train)})
 	evalStart := time.Now()
 	for _, m := range models {
 		t := time.Now()

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/model"
 	"github.com/ripple-rec/ripple/internal/observe"
 )
 
@@ -41,6 +42,11 @@ type Config struct {
 	WeightPopular    float64 `yaml:"weight_popular"`
 	Diversity        float64 `yaml:"diversity"` // 0..1: score × (1-d)^(items already shown from the category)
 	MaxK             int     `yaml:"max_k"`
+	// StreamWithModel scales the streaming sources (covisitation, category
+	// trending, popularity) while a trained model serves: the model carries
+	// the ranking, the stream adds what it cannot know yet (items and pairs
+	// newer than the model) and the backfill for users without history.
+	StreamWithModel float64 `yaml:"stream_with_model"`
 }
 
 // DefaultConfig is what the server and `ripple eval` use unless configured.
@@ -49,7 +55,7 @@ func DefaultConfig() Config {
 		RecentItems: 10, RecencyDecay: 0.6, NeighborsPerItem: 50,
 		TopCategories: 3, PerCategory: 50, Popular: 50,
 		WeightCovis: 1, WeightCategory: 0.2, WeightPopular: 0.02,
-		Diversity: 0.1, MaxK: 500,
+		Diversity: 0.1, MaxK: 500, StreamWithModel: 0.1,
 	}
 }
 
@@ -108,6 +114,10 @@ type Pipeline struct {
 	// score, diversify) under one "recommend" span; nil records nothing.
 	// Spans carry counts and levels, never the user id.
 	Tracer trace.Tracer
+	// Models returns the trained model set serving now (nil: none, the
+	// streaming sources alone rank). It is read once per request, so a
+	// swap never mixes two versions in one answer.
+	Models func() *model.Set
 }
 
 func (p *Pipeline) tracer() trace.Tracer {
@@ -183,6 +193,7 @@ type candidate struct {
 	ref      uint32
 	known    bool // ref is valid: the engine knows the item
 	covis    float64
+	model    float64 // trained blend score
 	category float64
 	popular  float64
 	score    float64
@@ -198,6 +209,9 @@ type candidates struct {
 	list    []*candidate
 	chunks  [][]candidate
 	explain bool
+	// The trained model's scores for this request, when one serves.
+	set    *model.Set
+	scores *model.Scores
 }
 
 const chunkSize = 512
@@ -215,6 +229,10 @@ func newCandidates(explain bool) *candidates {
 // release returns c to the pool. Nothing handed out may point into it: items
 // are copied into the response, and reason slices are never reused.
 func (c *candidates) release() {
+	if c.scores != nil {
+		c.scores.Release()
+		c.set, c.scores = nil, nil
+	}
 	c.byRef.reset()
 	for i := range c.chunks {
 		clear(c.chunks[i])
@@ -242,6 +260,35 @@ func (c *candidates) get(id string, ref uint32) *candidate {
 	return x
 }
 
+// modelCandidates scores hist (newest first) through set and adds its n
+// best items as candidates. The scores stay with c until release, so
+// candidates found later can be given theirs (modelScore).
+func (c *candidates) modelCandidates(f Features, set *model.Set, hist []string, n int) *model.Scores {
+	c.set, c.scores = set, set.Score(hist)
+	for _, i := range c.scores.Top(n, nil) {
+		id := set.Items[i]
+		ref, ok := f.ItemRef(id)
+		if !ok {
+			continue // the model knows an item this state does not (erased, or not yet here)
+		}
+		x := c.get(id, ref)
+		x.model = c.scores.W[i]
+		c.reason(x, "model", set.Name, x.model)
+	}
+	return c.scores
+}
+
+// modelScore gives x its model score if it has none yet.
+func (c *candidates) modelScore(x *candidate) {
+	if c.scores == nil || x.model != 0 {
+		return
+	}
+	if i, ok := c.set.Index(x.id); ok && c.scores.W[i] > 0 {
+		x.model = c.scores.W[i]
+		c.reason(x, "model", c.set.Name, x.model)
+	}
+}
+
 func (c *candidates) reason(x *candidate, source, via string, score float64) {
 	if !c.explain {
 		return
@@ -264,7 +311,8 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	ctx, span := tr.Start(ctx, "recommend")
 	f := p.bind(ctx)
 	_, s := tr.Start(ctx, "recommend.candidates")
-	resp, c := p.gather(ctx, f, req.User, k, req.Explain)
+	set := p.models()
+	resp, c := p.gather(ctx, f, set, req.User, k, req.Explain)
 	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
 	if resp.anonymous {
@@ -274,7 +322,7 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	list := p.filter(f, req, c.list)
 	endStage(s, "ripple.kept", len(list))
 	_, s = tr.Start(ctx, "recommend.score")
-	p.score(list)
+	p.score(list, set)
 	endStage(s, "ripple.scored", len(list))
 	_, s = tr.Start(ctx, "recommend.diversify")
 	resp.Items = p.diversify(list, k, req.Explain)
@@ -284,23 +332,49 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	return resp
 }
 
+func (p *Pipeline) models() *model.Set {
+	if p.Models == nil {
+		return nil
+	}
+	return p.Models()
+}
+
 // gather collects candidates from every source for user.
-func (p *Pipeline) gather(ctx context.Context, f Features, user string, k int, explain bool) (Response, *candidates) {
+func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, user string, k int, explain bool) (Response, *candidates) {
 	resp := Response{Model: Model, Degradation: Healthy}
+	if set != nil {
+		resp.Model = set.Name
+	}
 	if p.Health != nil {
 		resp.Degradation = p.Health()
 	}
 	c := newCandidates(explain)
-	u := f.User(user, p.cfg.RecentItems)
+	recent := p.cfg.RecentItems
+	if set != nil {
+		recent = max(recent, set.History())
+	}
+	u := f.User(user, recent)
 	if u.NoPersonalization {
 		// No consent to personalise: served exactly as an anonymous user.
 		u, resp.anonymous = features.UserView{}, true
 	}
 	resp.ColdStart = !u.Exists || len(u.Recent) == 0
 
+	var scores *model.Scores
+	if set != nil && len(u.Recent) > 0 {
+		hist := make([]string, len(u.Recent))
+		for i, r := range u.Recent {
+			hist[i] = r.Item
+		}
+		scores = c.modelCandidates(f, set, hist, max(200, 4*k+20)+len(hist))
+	}
+
 	// Co-visitation of recent items: the strongest "what comes next" signal.
 	w := 1.0
-	for _, anchor := range u.Recent {
+	for n, anchor := range u.Recent {
+		if n == p.cfg.RecentItems {
+			break
+		}
 		if ctx.Err() != nil {
 			resp.Degradation = Degraded
 			break
@@ -354,6 +428,12 @@ func (p *Pipeline) gather(ctx context.Context, f Features, user string, k int, e
 		x.popular += v
 		c.reason(x, "popular", "", v)
 	}
+	if scores != nil {
+		// Streaming candidates the model's head left out still carry its score.
+		for _, x := range c.list {
+			c.modelScore(x)
+		}
+	}
 	resp.Candidates = len(c.list)
 	return resp, c
 }
@@ -395,7 +475,11 @@ func (p *Pipeline) filter(f Features, req Request, list []*candidate) []*candida
 // consumers that count ties (like the evaluation protocol) see false ties.
 const tieBreak = 1e-9
 
-func (p *Pipeline) score(list []*candidate) {
+func (p *Pipeline) score(list []*candidate, set *model.Set) {
+	stream := 1.0
+	if set != nil {
+		stream = p.cfg.StreamWithModel
+	}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, x := range list {
 		if t := x.info.Trend; !math.IsInf(t, -1) {
@@ -413,7 +497,7 @@ func (p *Pipeline) score(list []*candidate) {
 				tb = tieBreak * (0.5 + 0.5*(t-lo)/span)
 			}
 		}
-		x.score = x.covis + x.category + x.popular + tb
+		x.score = x.model + stream*(x.covis+x.category+x.popular) + tb
 	}
 }
 
@@ -539,6 +623,7 @@ func toItem(x *candidate, score float64, explain bool) Item {
 		it.Reasons = x.reasons
 		it.Features = map[string]any{
 			"covisitation":      x.covis,
+			"model":             x.model,
 			"category_trending": x.category,
 			"popularity":        x.popular,
 			"categories":        x.info.Categories,
@@ -567,7 +652,7 @@ func (c Config) Validate() error {
 	for _, w := range []struct {
 		name   string
 		v, max float64
-	}{{"recency_decay", c.RecencyDecay, 1}, {"diversity", c.Diversity, 1}, {"weight_covisitation", c.WeightCovis, 1e6},
+	}{{"recency_decay", c.RecencyDecay, 1}, {"diversity", c.Diversity, 1}, {"stream_with_model", c.StreamWithModel, 1e6}, {"weight_covisitation", c.WeightCovis, 1e6},
 		{"weight_category", c.WeightCategory, 1e6}, {"weight_popular", c.WeightPopular, 1e6}} {
 		if math.IsNaN(w.v) || w.v < 0 || w.v > w.max {
 			return fmt.Errorf("recommend.%s must be a number in [0, %g], got %v", w.name, w.max, w.v)

@@ -11,7 +11,11 @@ import (
 // of its categories. The item itself and hidden items are left out.
 func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool) Response {
 	k = min(max(k, 1), p.cfg.MaxK)
+	set := p.models()
 	resp := Response{Model: Model, Degradation: Healthy}
+	if set != nil {
+		resp.Model = set.Name
+	}
 	if p.Health != nil {
 		resp.Degradation = p.Health()
 	}
@@ -21,6 +25,9 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 	c := newCandidates(explain)
 	defer c.release()
 	_, s := tr.Start(ctx, "recommend.candidates")
+	if set != nil {
+		c.modelCandidates(f, set, []string{item}, max(p.cfg.NeighborsPerItem, 4*k+20))
+	}
 	ns := f.Neighbors(item, max(p.cfg.NeighborsPerItem, 2*k))
 	total := 0.0
 	for _, n := range ns {
@@ -46,13 +53,16 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 			c.reason(x, "category_trending", cat, v)
 		}
 	}
+	for _, x := range c.list {
+		c.modelScore(x)
+	}
 	resp.Candidates = len(c.list)
 	endStage(s, "ripple.candidates", resp.Candidates)
 	_, s = tr.Start(ctx, "recommend.filter")
 	list := p.filter(f, Request{IncludeSeen: true, Exclude: []string{item}}, c.list)
 	endStage(s, "ripple.kept", len(list))
 	_, s = tr.Start(ctx, "recommend.score")
-	p.score(list)
+	p.score(list, set)
 	endStage(s, "ripple.scored", len(list))
 	_, s = tr.Start(ctx, "recommend.diversify")
 	resp.Items = p.diversify(list, k, explain)
@@ -72,7 +82,8 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 	ctx, span := tr.Start(ctx, "recommend.rank")
 	f := p.bind(ctx)
 	_, s := tr.Start(ctx, "recommend.candidates")
-	resp, c := p.gather(ctx, f, user, len(items), explain)
+	set := p.models()
+	resp, c := p.gather(ctx, f, set, user, len(items), explain)
 	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
 	_, s = tr.Start(ctx, "recommend.score")
@@ -92,6 +103,7 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 			x = &candidate{id: id} // unknown: no signal, no info
 		case x == nil:
 			x = &candidate{id: id, ref: ref, known: true}
+			c.modelScore(x)
 		}
 		list = append(list, x)
 		if x.known {
@@ -104,7 +116,7 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 	for i, x := range known {
 		x.info = infos[i]
 	}
-	p.score(list)
+	p.score(list, set)
 	sort.SliceStable(list, func(i, j int) bool { return list[i].score > list[j].score })
 	endStage(s, "ripple.scored", len(list))
 	resp.Items = make([]Item, len(list))

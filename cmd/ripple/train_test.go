@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ripple-rec/ripple/internal/features"
+)
+
+func callJSON(t *testing.T, h http.Handler, method, path string) (int, map[string]any) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	var body map[string]any
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body), rec.Body.String())
+	return rec.Code, body
+}
+
+// TestAdminTrainPromotesAndServes: POST /v1/admin/train?wait=true trains
+// from the log, the next recommendation names the new version, and a
+// restarted node serves that version from disk.
+func TestAdminTrainPromotesAndServes(t *testing.T) {
+	cfg, _, _ := demoNode(t, "u3")
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+	n, err := openNode(ctx, cfg, logger)
+	require.NoError(t, err)
+	h := n.api.Handler()
+
+	code, body := callJSON(t, h, "GET", "/v1/recommendations/u3?k=10")
+	require.Equal(t, 200, code)
+	assert.Equal(t, "stream-covis-v1", body["model"], "no trained model yet")
+
+	code, body = callJSON(t, h, "POST", "/v1/admin/train?wait=true")
+	require.Equal(t, 200, code, body)
+	assert.Equal(t, "blend@1", body["model"])
+	rep := body["report"].(map[string]any)
+	assert.Greater(t, rep["events"].(float64), 10_000.0)
+	assert.NotEmpty(t, rep["validation"])
+
+	code, body = callJSON(t, h, "GET", "/v1/recommendations/u3?k=10&explain=true")
+	require.Equal(t, 200, code)
+	assert.Equal(t, "blend@1", body["model"])
+	items := body["items"].([]any)
+	require.Len(t, items, 10)
+	sawModel := false
+	for _, it := range items {
+		for _, r := range it.(map[string]any)["reasons"].([]any) {
+			if r.(map[string]any)["source"] == "model" {
+				sawModel = true
+			}
+		}
+	}
+	assert.True(t, sawModel, "the trained model contributed candidates")
+	code, body = callJSON(t, h, "GET", "/v1/items/"+items[0].(map[string]any)["item"].(string)+"/similar?k=5")
+	require.Equal(t, 200, code)
+	assert.Equal(t, "blend@1", body["model"])
+
+	code, body = callJSON(t, h, "POST", "/v1/admin/train")
+	assert.Equal(t, 202, code)
+	assert.Contains(t, []any{"started", "running"}, body["status"])
+	code, _ = callJSON(t, h, "POST", "/v1/admin/train?wait=maybe")
+	assert.Equal(t, 400, code)
+	code, body = callJSON(t, h, "POST", "/v1/admin/train?wait=true") // joins or follows the async run
+	require.Equal(t, 200, code, body)
+	latest := body["model"]
+	assert.Contains(t, []any{"blend@2", "blend@3"}, latest)
+	before := recs(t, h, "u3")
+	n.close()
+
+	n, err = openNode(ctx, cfg, logger)
+	require.NoError(t, err)
+	defer n.close()
+	code, body = callJSON(t, n.api.Handler(), "GET", "/v1/recommendations/u3?k=10")
+	require.Equal(t, 200, code)
+	assert.Equal(t, latest, body["model"], "the restarted node serves the promoted version")
+	assert.Equal(t, before, recs(t, n.api.Handler(), "u3"))
+}
+
+// TestCorruptModelFallsBack: a node whose serving artifact is damaged
+// starts anyway and serves the newest readable older version.
+func TestCorruptModelFallsBack(t *testing.T) {
+	cfg, _, _ := demoNode(t, "u3")
+	ctx := context.Background()
+	logger := slog.New(slog.DiscardHandler)
+	_, err := rebuild(ctx, cfg.DataDir, features.DefaultConfig(), cfg.Train, true)
+	require.NoError(t, err)
+	_, err = rebuild(ctx, cfg.DataDir, features.DefaultConfig(), cfg.Train, true)
+	require.NoError(t, err)
+	art := filepath.Join(cfg.DataDir, "models", "transition@2.rmdl")
+	b, err := os.ReadFile(art)
+	require.NoError(t, err)
+	b[len(b)/2] ^= 0xff
+	require.NoError(t, os.WriteFile(art, b, 0o644))
+
+	n, err := openNode(ctx, cfg, logger)
+	require.NoError(t, err)
+	defer n.close()
+	code, body := callJSON(t, n.api.Handler(), "GET", "/v1/recommendations/u3?k=10")
+	require.Equal(t, 200, code)
+	assert.Equal(t, "blend@1", body["model"])
+}
+
+// TestAdminTrainEmptyLog: training with nothing to train on is a clear 409
+// and leaves the streaming model serving.
+func TestAdminTrainEmptyLog(t *testing.T) {
+	cfg := defaultServeConfig()
+	cfg.DataDir = t.TempDir()
+	n, err := openNode(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer n.close()
+	code, body := callJSON(t, n.api.Handler(), "POST", "/v1/admin/train?wait=true")
+	assert.Equal(t, 409, code)
+	assert.Equal(t, "no_data", body["error"].(map[string]any)["code"])
+	_, body = callJSON(t, n.api.Handler(), "GET", "/v1/recommendations/u1?k=3")
+	assert.Equal(t, "stream-covis-v1", body["model"])
+}
