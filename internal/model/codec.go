@@ -21,6 +21,7 @@ const (
 	maxItems      = 1 << 26
 	maxEntries    = 1 << 30
 	maxIDLen      = 1 << 16
+	prealloc      = 1 << 16
 )
 
 // ErrCorrupt means an artifact failed its checks: bad magic, a size out of
@@ -125,23 +126,31 @@ func DecodeItemItem(r io.Reader) (*ItemItem, error) {
 	if v := c.u32(); c.err == nil && v != formatVersion {
 		return nil, fmt.Errorf("%w: format version %d (this build reads %d)", ErrCorrupt, v, formatVersion)
 	}
-	items := make([]string, c.count("items", maxItems))
-	for i := range items {
+	// Slices grow as data arrives, never to a count read from the file
+	// before the data behind it: a damaged count cannot allocate gigabytes.
+	n := c.count("items", maxItems)
+	items := make([]string, 0, min(n, prealloc))
+	for range n {
 		b := make([]byte, c.count("bytes in an item id", maxIDLen))
 		c.read(b)
-		items[i] = string(b)
+		if c.err != nil {
+			break
+		}
+		items = append(items, string(b))
 	}
-	offsets := make([]uint32, c.count("offsets", maxItems+1))
-	for i := range offsets {
-		offsets[i] = c.u32()
+	n = c.count("offsets", maxItems+1)
+	offsets := make([]uint32, 0, min(n, prealloc))
+	for i := 0; i < n && c.err == nil; i++ {
+		offsets = append(offsets, c.u32())
 	}
-	n := c.count("entries", maxEntries)
-	nbrs, weights := make([]int32, n), make([]float32, n)
-	for i := range nbrs {
-		nbrs[i] = int32(c.u32())
+	n = c.count("entries", maxEntries)
+	nbrs := make([]int32, 0, min(n, prealloc))
+	for i := 0; i < n && c.err == nil; i++ {
+		nbrs = append(nbrs, int32(c.u32()))
 	}
-	for i := range weights {
-		weights[i] = math.Float32frombits(c.u32())
+	weights := make([]float32, 0, min(n, prealloc))
+	for i := 0; i < n && c.err == nil; i++ {
+		weights = append(weights, math.Float32frombits(c.u32()))
 	}
 	if c.err != nil {
 		return nil, c.err
