@@ -504,7 +504,8 @@ func openModels(n *node, cfg serveConfig, logger *slog.Logger) error {
 	}
 	n.models = reg
 	n.pipe.Models = reg.Current
-	if n.trainer, err = train.NewJob(n.ingest.Interactions, reg, cfg.Train.Config, logger, n.metrics.Registry); err != nil {
+	stream := &train.Stream{Features: n.engine.Config(), Recommend: cfg.Recommend}
+	if n.trainer, err = train.NewJob(n.ingest.Interactions, reg, cfg.Train.Config, stream, logger, n.metrics.Registry); err != nil {
 		return err
 	}
 	if m := reg.CurrentManifest(); m != nil {

@@ -79,7 +79,7 @@ func TestTrainRebuildMatchesServedState(t *testing.T) {
 	cfg, applied, before := demoNode(t, "u5")
 	ctx := context.Background()
 
-	res, err := rebuild(ctx, cfg.DataDir, features.DefaultConfig(), cfg.Train, false)
+	res, err := rebuild(ctx, cfg.DataDir, features.DefaultConfig(), cfg.Train, cfg.Recommend, false)
 	require.NoError(t, err)
 	assert.Equal(t, int(applied), res.records)
 	assert.Equal(t, applied, res.info.Offset)

@@ -13,6 +13,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/model"
+	"github.com/ripple-rec/ripple/internal/recommend"
 	"github.com/ripple-rec/ripple/internal/store"
 	"github.com/ripple-rec/ripple/internal/train"
 )
@@ -47,7 +48,7 @@ POST /v1/admin/train?wait=true instead.`,
 					return err
 				}
 			}
-			tcfg := defaultServeConfig().Train
+			tcfg, rcfg := defaultServeConfig().Train, defaultServeConfig().Recommend
 			if configFile != "" {
 				cfg, err := readServeConfig(configFile)
 				if err != nil {
@@ -56,9 +57,9 @@ POST /v1/admin/train?wait=true instead.`,
 				if err := cfg.validate(); err != nil {
 					return err
 				}
-				tcfg = cfg.Train
+				tcfg, rcfg = cfg.Train, cfg.Recommend
 			}
-			res, err := rebuild(cmd.Context(), dataDir, fcfg, tcfg, !noModels)
+			res, err := rebuild(cmd.Context(), dataDir, fcfg, tcfg, rcfg, !noModels)
 			if err != nil {
 				return err
 			}
@@ -89,7 +90,7 @@ type rebuildResult struct {
 	models        *train.Report
 }
 
-func rebuild(ctx context.Context, dataDir string, fcfg *features.Config, tcfg trainConfig, models bool) (rebuildResult, error) {
+func rebuild(ctx context.Context, dataDir string, fcfg *features.Config, tcfg trainConfig, rcfg recommend.Config, models bool) (rebuildResult, error) {
 	var res rebuildResult
 	lg, err := eventlog.OpenEmbedded(filepath.Join(dataDir, "log"), eventlog.EmbeddedOptions{})
 	if err != nil {
@@ -125,7 +126,7 @@ func rebuild(ctx context.Context, dataDir string, fcfg *features.Config, tcfg tr
 	}
 	job, err := train.NewJob(func(ctx context.Context, fn func(*event.Interaction) error) error {
 		return ingest.LogInteractions(ctx, lg, eng, fn)
-	}, reg, tcfg.Config, nil, nil)
+	}, reg, tcfg.Config, &train.Stream{Features: fcfg, Recommend: rcfg}, nil, nil)
 	if err != nil {
 		return res, err
 	}

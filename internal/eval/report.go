@@ -81,12 +81,13 @@ type Training struct {
 	ValidationUsers int                  `json:"validation_users"`
 	Validation      []train.SourceResult `json:"validation"`
 	Components      []model.Component    `json:"components"`
+	StreamWeight    float64              `json:"stream_weight"`
 	Skipped         []string             `json:"skipped,omitempty"`
 }
 
 func trainingInfo(res *train.Result) *Training {
 	return &Training{Seconds: res.Took.Seconds(), Serving: res.Serving, ValidationUsers: res.ValidationUsers,
-		Validation: res.Validation, Components: res.Set.Components, Skipped: res.Skipped}
+		Validation: res.Validation, Components: res.Set.Components, StreamWeight: res.Set.StreamWeight, Skipped: res.Skipped}
 }
 
 // Published is a number from the literature under the same protocol.
@@ -263,6 +264,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			}
 			fmt.Fprintf(&b, "%s %s (weight %g, history decay %g)", sep, c.Name, c.Weight, c.Decay)
 		}
+		fmt.Fprintf(&b, ", streaming sources (weight %g)", tr.StreamWeight)
 		for _, sk := range tr.Skipped {
 			fmt.Fprintf(&b, "; not trained: %s", sk)
 		}

@@ -120,7 +120,7 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 			tcfg = *opt.Train
 		}
 		progress("train", 0, 1)
-		res, err := train.Train(ctx, h.Train, tcfg)
+		res, err := train.Train(ctx, h.Train, tcfg, &train.Stream{Features: fcfg, Recommend: rcfg})
 		if err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}

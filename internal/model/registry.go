@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,12 +19,14 @@ import (
 // Manifest describes one promoted blend: the component artifacts it reads
 // and how it weighs them. It is the blend@N.json file of the registry.
 type Manifest struct {
-	Name       string          `json:"name"` // blend@N
-	Version    int             `json:"version"`
-	Created    time.Time       `json:"created"`
-	Components []Component     `json:"components"` // Version names each artifact file
-	Items      int             `json:"items"`
-	Info       json.RawMessage `json:"info,omitempty"` // what the trainer reports: validation, timings
+	Name       string      `json:"name"` // blend@N
+	Version    int         `json:"version"`
+	Created    time.Time   `json:"created"`
+	Components []Component `json:"components"` // Version names each artifact file
+	// StreamWeight scales the streaming sources against the components.
+	StreamWeight float64         `json:"stream_weight"`
+	Items        int             `json:"items"`
+	Info         json.RawMessage `json:"info,omitempty"` // what the trainer reports: validation, timings
 }
 
 // Registry keeps model versions in a directory:
@@ -108,7 +111,8 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 	if len(versions) > 0 {
 		v = versions[len(versions)-1] + 1
 	}
-	man := &Manifest{Name: "blend@" + strconv.Itoa(v), Version: v, Created: time.Now().UTC(), Items: len(set.Items)}
+	man := &Manifest{Name: "blend@" + strconv.Itoa(v), Version: v, Created: time.Now().UTC(), Items: len(set.Items),
+		StreamWeight: set.StreamWeight}
 	if info != nil {
 		if man.Info, err = json.Marshal(info); err != nil {
 			return nil, err
@@ -134,6 +138,7 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 		return nil, err
 	}
 	next := NewSet(man.Name, set.Items, comps)
+	next.StreamWeight = set.StreamWeight
 	r.cur.Store(next)
 	r.man.Store(man)
 	r.prune(append(versions, v))
@@ -243,7 +248,12 @@ func (r *Registry) load(name string) (*Set, *Manifest, error) {
 		}
 		comps[i].Table = t
 	}
-	return NewSet(man.Name, items, comps), man, nil
+	if math.IsNaN(man.StreamWeight) || man.StreamWeight < 0 {
+		return nil, nil, fmt.Errorf("%w: %s: stream weight %v", ErrCorrupt, name, man.StreamWeight)
+	}
+	set := NewSet(man.Name, items, comps)
+	set.StreamWeight = man.StreamWeight
+	return set, man, nil
 }
 
 // prune removes blends older than the newest keep, and artifacts no kept

@@ -25,17 +25,12 @@ type Set struct {
 	Items      []string `json:"-"`
 	index      map[string]int32
 	Components []Component `json:"components"`
-	// Stream weighs the streaming sources (covisitation, category_trending,
-	// popular) against the components; tuned with them.
-	Stream StreamWeights `json:"stream"`
-	pool   sync.Pool
-}
-
-// StreamWeights weigh the streaming candidate sources in a blend.
-type StreamWeights struct {
-	Covisitation float64 `json:"covisitation"`
-	Category     float64 `json:"category"`
-	Popular      float64 `json:"popular"`
+	// StreamWeight scales the streaming sources' score (co-visitation,
+	// category trending, popularity, as the pipeline weighs them) against
+	// the components': tuned with them, so the stream adds what the model
+	// cannot know yet (items and pairs newer than it) where it helps.
+	StreamWeight float64 `json:"stream_weight"`
+	pool         sync.Pool
 }
 
 // NewSet builds a set whose components all index items.
@@ -82,16 +77,24 @@ func (s *Set) Score(history []string) *Scores {
 			if idx[k] >= 0 && w > 0 {
 				nbrs, ws := c.Table.Row(idx[k])
 				for n, j := range nbrs {
-					if sc.W[j] == 0 {
-						sc.Touched = append(sc.Touched, j)
-					}
-					sc.W[j] += w * float64(ws[n])
+					sc.Add(j, w*float64(ws[n]))
 				}
 			}
 			w *= c.Decay
 		}
 	}
 	return sc
+}
+
+// Add adds w to item i's score.
+func (sc *Scores) Add(i int32, w float64) {
+	if w == 0 {
+		return
+	}
+	if sc.W[i] == 0 {
+		sc.Touched = append(sc.Touched, i)
+	}
+	sc.W[i] += w
 }
 
 // Release clears the row and returns it to its set.

@@ -42,11 +42,6 @@ type Config struct {
 	WeightPopular    float64 `yaml:"weight_popular"`
 	Diversity        float64 `yaml:"diversity"` // 0..1: score × (1-d)^(items already shown from the category)
 	MaxK             int     `yaml:"max_k"`
-	// StreamWithModel scales the streaming sources (covisitation, category
-	// trending, popularity) while a trained model serves: the model carries
-	// the ranking, the stream adds what it cannot know yet (items and pairs
-	// newer than the model) and the backfill for users without history.
-	StreamWithModel float64 `yaml:"stream_with_model"`
 }
 
 // DefaultConfig is what the server and `ripple eval` use unless configured.
@@ -55,7 +50,7 @@ func DefaultConfig() Config {
 		RecentItems: 10, RecencyDecay: 0.6, NeighborsPerItem: 50,
 		TopCategories: 3, PerCategory: 50, Popular: 50,
 		WeightCovis: 1, WeightCategory: 0.2, WeightPopular: 0.02,
-		Diversity: 0.1, MaxK: 500, StreamWithModel: 0.1,
+		Diversity: 0.1, MaxK: 500,
 	}
 }
 
@@ -332,11 +327,34 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	return resp
 }
 
+// models is the set serving this request: nil when none is promoted, or
+// when the promoted one weighs no trained component (the tuner found the
+// streaming sources alone best), so responses name the streaming model.
 func (p *Pipeline) models() *model.Set {
 	if p.Models == nil {
 		return nil
 	}
-	return p.Models()
+	if s := p.Models(); s != nil && len(s.Components) > 0 {
+		return s
+	}
+	return nil
+}
+
+// StreamScores returns every candidate the streaming sources find for user
+// with their summed score (co-visitation, category trending, popularity as
+// configured; no trained model, no tie-break), seen and hidden items left
+// out: what training blends its models with, read at the state the
+// pipeline's Features hold.
+func (p *Pipeline) StreamScores(ctx context.Context, user string, k int) (ids []string, scores []float64) {
+	f := p.bind(ctx)
+	resp, c := p.gather(ctx, f, nil, user, k, false)
+	defer c.release()
+	list := p.filter(f, Request{User: user, K: k, IncludeSeen: resp.anonymous}, c.list)
+	ids, scores = make([]string, len(list)), make([]float64, len(list))
+	for i, x := range list {
+		ids[i], scores[i] = x.id, x.covis+x.category+x.popular
+	}
+	return ids, scores
 }
 
 // gather collects candidates from every source for user.
@@ -478,7 +496,8 @@ const tieBreak = 1e-9
 func (p *Pipeline) score(list []*candidate, set *model.Set) {
 	stream := 1.0
 	if set != nil {
-		stream = p.cfg.StreamWithModel
+		// The tuned scale of the streaming sources against the model's.
+		stream = set.StreamWeight
 	}
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, x := range list {
@@ -652,7 +671,7 @@ func (c Config) Validate() error {
 	for _, w := range []struct {
 		name   string
 		v, max float64
-	}{{"recency_decay", c.RecencyDecay, 1}, {"diversity", c.Diversity, 1}, {"stream_with_model", c.StreamWithModel, 1e6}, {"weight_covisitation", c.WeightCovis, 1e6},
+	}{{"recency_decay", c.RecencyDecay, 1}, {"diversity", c.Diversity, 1}, {"weight_covisitation", c.WeightCovis, 1e6},
 		{"weight_category", c.WeightCategory, 1e6}, {"weight_popular", c.WeightPopular, 1e6}} {
 		if math.IsNaN(w.v) || w.v < 0 || w.v > w.max {
 			return fmt.Errorf("recommend.%s must be a number in [0, %g], got %v", w.name, w.max, w.v)

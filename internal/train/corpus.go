@@ -15,7 +15,9 @@ type Corpus struct {
 	Users []string
 	Seqs  [][]int32 // per user, oldest first
 	Times [][]int64 // per user, the events' timestamps
-	Count []int32   // events per item
+	// Origin is, per user and position, the event's index in the input.
+	Origin [][]int32
+	Count  []int32 // events per item
 	// ByItem lists, per item, where it occurs: (user, position) pairs.
 	ByItem [][]Occurrence
 	Events int
@@ -40,6 +42,7 @@ func NewCorpus(evs []event.Interaction) *Corpus {
 			c.Users = append(c.Users, e.User)
 			c.Seqs = append(c.Seqs, nil)
 			c.Times = append(c.Times, nil)
+			c.Origin = append(c.Origin, nil)
 		}
 		it, ok := c.index[e.Item]
 		if !ok {
@@ -51,6 +54,7 @@ func NewCorpus(evs []event.Interaction) *Corpus {
 		c.Count[it]++
 		c.Seqs[u] = append(c.Seqs[u], it)
 		c.Times[u] = append(c.Times[u], e.TS)
+		c.Origin[u] = append(c.Origin[u], int32(i))
 		c.MaxTS = max(c.MaxTS, e.TS)
 		c.Events++
 	}
@@ -61,11 +65,11 @@ func NewCorpus(evs []event.Interaction) *Corpus {
 				order[i] = i
 			}
 			slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(c.Times[u][a], c.Times[u][b]) })
-			seq, ts := make([]int32, len(order)), make([]int64, len(order))
+			seq, ts, orig := make([]int32, len(order)), make([]int64, len(order)), make([]int32, len(order))
 			for i, o := range order {
-				seq[i], ts[i] = c.Seqs[u][o], c.Times[u][o]
+				seq[i], ts[i], orig[i] = c.Seqs[u][o], c.Times[u][o], c.Origin[u][o]
 			}
-			c.Seqs[u], c.Times[u] = seq, ts
+			c.Seqs[u], c.Times[u], c.Origin[u] = seq, ts, orig
 		}
 	}
 	c.ByItem = make([][]Occurrence, len(c.Items))

@@ -26,6 +26,7 @@ type Report struct {
 	ValidationUsers int               `json:"validation_users"`
 	Validation      []SourceResult    `json:"validation"`
 	Components      []model.Component `json:"components"`
+	StreamWeight    float64           `json:"stream_weight"`
 	Skipped         []string          `json:"skipped,omitempty"`
 	ReadSeconds     float64           `json:"read_s"`
 	TrainSeconds    float64           `json:"train_s"`
@@ -38,6 +39,7 @@ type Job struct {
 	src    Source
 	reg    *model.Registry
 	cfg    Config
+	stream *Stream
 	logger *slog.Logger
 	m      *jobMetrics
 
@@ -56,9 +58,10 @@ type run struct {
 	err  error
 }
 
-// NewJob wires a job. reg receives every promoted version; metrics are
-// registered on r when it is not nil.
-func NewJob(src Source, reg *model.Registry, cfg Config, logger *slog.Logger, r prometheus.Registerer) (*Job, error) {
+// NewJob wires a job. reg receives every promoted version; stream (nil:
+// none) is how the server computes its streaming sources, for Train to weigh
+// them; metrics are registered on r when it is not nil.
+func NewJob(src Source, reg *model.Registry, cfg Config, stream *Stream, logger *slog.Logger, r prometheus.Registerer) (*Job, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -66,7 +69,7 @@ func NewJob(src Source, reg *model.Registry, cfg Config, logger *slog.Logger, r 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Job{src: src, reg: reg, cfg: cfg, logger: logger, m: newJobMetrics(r), ctx: ctx, cancel: cancel}, nil
+	return &Job{src: src, reg: reg, cfg: cfg, stream: stream, logger: logger, m: newJobMetrics(r), ctx: ctx, cancel: cancel}, nil
 }
 
 // ErrClosed is returned for runs asked of a closed job.
@@ -157,7 +160,7 @@ func (j *Job) once(ctx context.Context) (*Report, error) {
 		return nil, fmt.Errorf("train: reading the log: %w", err)
 	}
 	read := time.Since(start)
-	res, err := Train(ctx, evs, j.cfg)
+	res, err := Train(ctx, evs, j.cfg, j.stream)
 	if err != nil {
 		result := "error"
 		if errors.Is(err, ErrNoData) {
@@ -175,7 +178,7 @@ func (j *Job) once(ctx context.Context) (*Report, error) {
 		return nil, fmt.Errorf("train: promoting: %w", err)
 	}
 	rep := &Report{Model: man.Name, Serving: res.Serving, Events: res.Events, Items: res.Items,
-		ValidationUsers: res.ValidationUsers, Validation: res.Validation, Components: man.Components,
+		ValidationUsers: res.ValidationUsers, Validation: res.Validation, Components: man.Components, StreamWeight: man.StreamWeight,
 		Skipped: res.Skipped, ReadSeconds: read.Seconds(), TrainSeconds: res.Took.Seconds(), Finished: time.Now().UTC()}
 	j.m.runs.WithLabelValues("ok").Inc()
 	j.m.duration.Observe(time.Since(start).Seconds())

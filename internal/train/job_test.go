@@ -41,7 +41,7 @@ func TestJobRunsOnceForConcurrentCallers(t *testing.T) {
 	var reads atomic.Int32
 	gate := make(chan struct{})
 	pr := prometheus.NewRegistry()
-	j, err := NewJob(sliceSource(randomLog(100, 30, 6, 5), &reads, gate), reg, DefaultConfig(), nil, pr)
+	j, err := NewJob(sliceSource(randomLog(100, 30, 6, 5), &reads, gate), reg, DefaultConfig(), nil, nil, pr)
 	require.NoError(t, err)
 	defer j.Close()
 	assert.True(t, j.Start())
@@ -70,14 +70,14 @@ func TestJobFailuresKeepServingVersion(t *testing.T) {
 	reg, err := model.OpenRegistry(t.TempDir(), 3)
 	require.NoError(t, err)
 	var reads atomic.Int32
-	j, err := NewJob(sliceSource(randomLog(100, 30, 6, 5), &reads, nil), reg, DefaultConfig(), nil, nil)
+	j, err := NewJob(sliceSource(randomLog(100, 30, 6, 5), &reads, nil), reg, DefaultConfig(), nil, nil, nil)
 	require.NoError(t, err)
 	_, err = j.Run(context.Background())
 	require.NoError(t, err)
 	j.Close()
 
 	boom := errors.New("log unreadable")
-	j2, err := NewJob(func(context.Context, func(*event.Interaction) error) error { return boom }, reg, DefaultConfig(), nil, nil)
+	j2, err := NewJob(func(context.Context, func(*event.Interaction) error) error { return boom }, reg, DefaultConfig(), nil, nil, nil)
 	require.NoError(t, err)
 	_, err = j2.Run(context.Background())
 	assert.ErrorIs(t, err, boom)
@@ -92,7 +92,7 @@ func TestJobCloseStopsRunWithoutPromoting(t *testing.T) {
 	require.NoError(t, err)
 	var reads atomic.Int32
 	gate := make(chan struct{}) // never opened: the run blocks in its source
-	j, err := NewJob(sliceSource(randomLog(50, 20, 5, 2), &reads, gate), reg, DefaultConfig(), nil, nil)
+	j, err := NewJob(sliceSource(randomLog(50, 20, 5, 2), &reads, gate), reg, DefaultConfig(), nil, nil, nil)
 	require.NoError(t, err)
 	require.True(t, j.Start())
 	j.Close()

@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/model"
+	"github.com/ripple-rec/ripple/internal/recommend"
 )
 
 // Config shapes training. The defaults are the same for every dataset; what
@@ -86,10 +88,20 @@ type Result struct {
 // ErrNoData means there is nothing to train on.
 var ErrNoData = errors.New("train: no interactions to train on")
 
+// Stream is how the server computes its streaming sources; with it, Train
+// weighs them against the models on the validation items, reading them
+// exactly as the server would have at the time: from a feature engine that
+// replayed every event but the held-out ones, through the serving pipeline.
+type Stream struct {
+	Features  *features.Config
+	Recommend recommend.Config
+}
+
 // Train builds the components on evs (interactions in log order), tunes
-// their decays and blend weights on each user's last event, then refits them
-// on everything. The result's Set is ready to serve.
-func Train(ctx context.Context, evs []event.Interaction, cfg Config) (*Result, error) {
+// their decays and blend weights (and, with stream, the streaming sources'
+// weight) on each user's last event, then refits them on everything. The
+// result's Set is ready to serve.
+func Train(ctx context.Context, evs []event.Interaction, cfg Config, stream *Stream) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -106,12 +118,17 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config) (*Result, e
 		return nil, err
 	}
 	res.Skipped = skipped
-	tuned := comps
+	tuned, streamWeight := comps, 0.0
 	if len(cases) > 0 {
 		cases = spread(cases, cfg.TuneUsers)
 		res.ValidationUsers = len(cases)
 		t := newTuner(fit, cases, comps)
-		tuned, res.Validation, res.Serving = t.tune(ctx)
+		if stream != nil {
+			if err := t.readStream(ctx, evs, full, stream); err != nil {
+				return nil, err
+			}
+		}
+		tuned, streamWeight, res.Validation, res.Serving = t.tune(ctx)
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
@@ -132,6 +149,7 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config) (*Result, e
 		}
 	}
 	res.Set = model.NewSet("", full.Items, kept)
+	res.Set.StreamWeight = streamWeight
 	res.Took = time.Since(start)
 	return res, nil
 }
@@ -170,6 +188,10 @@ type validation struct {
 	target int32
 }
 
+// minHoldOut is the fewest events a user needs for the last one to be held
+// out: at least two stay as input, as in evaluation.
+const minHoldOut = 3
+
 // holdOut returns the corpus without each eligible user's last event (users
 // with at least 3 events, as in evaluation), and those events.
 func holdOut(full *Corpus) (*Corpus, []validation) {
@@ -178,7 +200,7 @@ func holdOut(full *Corpus) (*Corpus, []validation) {
 	var cases []validation
 	for u, seq := range full.Seqs {
 		n := len(seq)
-		if n >= 3 {
+		if n >= minHoldOut {
 			cases = append(cases, validation{int32(u), seq[n-1]})
 			n--
 		}

@@ -124,7 +124,7 @@ func randomLog(users, items, length int, seed uint64) []event.Interaction {
 }
 
 func TestTrainBlendNeverBelowBestSingle(t *testing.T) {
-	res, err := Train(context.Background(), randomLog(300, 60, 8, 7), DefaultConfig())
+	res, err := Train(context.Background(), randomLog(300, 60, 8, 7), DefaultConfig(), nil)
 	require.NoError(t, err)
 	require.NotEmpty(t, res.Validation)
 	blend := res.Validation[len(res.Validation)-1]
@@ -142,9 +142,9 @@ func TestTrainBlendNeverBelowBestSingle(t *testing.T) {
 
 func TestTrainDeterministic(t *testing.T) {
 	evs := randomLog(200, 40, 6, 3)
-	a, err := Train(context.Background(), evs, DefaultConfig())
+	a, err := Train(context.Background(), evs, DefaultConfig(), nil)
 	require.NoError(t, err)
-	b, err := Train(context.Background(), evs, DefaultConfig())
+	b, err := Train(context.Background(), evs, DefaultConfig(), nil)
 	require.NoError(t, err)
 	assert.Equal(t, a.Validation, b.Validation)
 	for i := range a.Set.Components {
@@ -153,14 +153,14 @@ func TestTrainDeterministic(t *testing.T) {
 }
 
 func TestTrainErrors(t *testing.T) {
-	_, err := Train(context.Background(), nil, DefaultConfig())
+	_, err := Train(context.Background(), nil, DefaultConfig(), nil)
 	assert.ErrorIs(t, err, ErrNoData)
 	bad := DefaultConfig()
 	bad.Transition.Window = 0
-	_, err = Train(context.Background(), seqs("abc"), bad)
+	_, err = Train(context.Background(), seqs("abc"), bad, nil)
 	assert.Error(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = Train(ctx, randomLog(50, 20, 5, 1), DefaultConfig())
+	_, err = Train(ctx, randomLog(50, 20, 5, 1), DefaultConfig(), nil)
 	assert.ErrorIs(t, err, context.Canceled)
 }

@@ -5,7 +5,10 @@ import (
 	"math"
 	"slices"
 
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/model"
+	"github.com/ripple-rec/ripple/internal/recommend"
 )
 
 // tuner scores blends on validation cases through the same Set.Score the
@@ -16,6 +19,69 @@ type tuner struct {
 	cases []validation
 	comps []model.Component
 	hist  [][]string // per case, the user's history newest first
+	// stream holds, per case, the streaming sources' candidates (corpus
+	// index) and scores at validation time; nil when not tuned.
+	stream [][]streamScore
+}
+
+type streamScore struct {
+	i int32
+	w float64
+}
+
+// streamDepth is how many candidates the streaming sources are asked for
+// per validation user.
+const streamDepth = 200
+
+// readStream replays evs, less the held-out events, into a feature engine
+// and reads each case's streaming candidates through the serving pipeline.
+func (t *tuner) readStream(ctx context.Context, evs []event.Interaction, full *Corpus, s *Stream) error {
+	// Every event holdOut left out of the fit corpus, sampled for tuning or
+	// not: the state must be the one the fit corpus describes.
+	held := make(map[int32]bool, len(full.Origin))
+	for _, o := range full.Origin {
+		if len(o) >= minHoldOut {
+			held[o[len(o)-1]] = true
+		}
+	}
+	eng := features.NewEngine(s.Features, nil)
+	const step = 8192
+	recs := make([]event.Record, 0, step)
+	offs := make([]uint64, step)
+	flush := func() {
+		eng.ApplyBatch(offs[:len(recs)], recs)
+		recs = recs[:0]
+	}
+	for i := range evs {
+		if held[int32(i)] {
+			continue
+		}
+		recs = append(recs, event.Record{Kind: event.KindInteraction, Interaction: evs[i]})
+		if len(recs) == step {
+			flush()
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+	}
+	flush()
+	eng.RefreshTrending()
+	p := recommend.New(eng, s.Recommend)
+	t.stream = make([][]streamScore, len(t.cases))
+	for k, c := range t.cases {
+		ids, scores := p.StreamScores(ctx, t.fit.Users[c.user], streamDepth)
+		row := make([]streamScore, 0, len(ids))
+		for n, id := range ids {
+			if i, ok := t.fit.Index(id); ok && scores[n] > 0 {
+				row = append(row, streamScore{i, scores[n]})
+			}
+		}
+		t.stream[k] = row
+		if k%1024 == 0 && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 func newTuner(fit *Corpus, cases []validation, comps []model.Component) *tuner {
@@ -37,24 +103,25 @@ var (
 )
 
 // tune picks each component's best decay alone, then blend weights by
-// coordinate ascent from the best single component, so the blend's
-// validation score is never below the best single source's. It returns the
-// components with Decay and Weight set, the scores, and what serves.
-func (t *tuner) tune(ctx context.Context) ([]model.Component, []SourceResult, string) {
+// coordinate ascent from the best single source (a component, or the
+// streaming sources when read), so the blend's validation score is never
+// below the best single source's. It returns the components with Decay and
+// Weight set, the streaming sources' weight, the scores, and what serves.
+func (t *tuner) tune(ctx context.Context) ([]model.Component, float64, []SourceResult, string) {
 	comps := slices.Clone(t.comps)
 	var results []SourceResult
-	best, bestScore := -1, -1.0
+	best, bestScore := -1, -1.0 // best is len(comps) for the stream
 	for i := range comps {
 		var r SourceResult
 		for _, d := range decayGrid {
 			one := []model.Component{comps[i]}
 			one[0].Decay, one[0].Weight = d, 1
-			ndcg, hr := t.score(one)
+			ndcg, hr := t.score(one, 0)
 			if ndcg > r.NDCG10 || r.Source == "" {
 				r = SourceResult{Source: comps[i].Name, Decay: d, NDCG10: ndcg, HR10: hr}
 			}
 			if ctx.Err() != nil {
-				return comps, results, ""
+				return comps, 0, results, ""
 			}
 		}
 		comps[i].Decay = r.Decay
@@ -63,63 +130,74 @@ func (t *tuner) tune(ctx context.Context) ([]model.Component, []SourceResult, st
 			best, bestScore = i, r.NDCG10
 		}
 	}
+	if t.stream != nil {
+		ndcg, hr := t.score(nil, 1)
+		results = append(results, SourceResult{Source: "stream", NDCG10: ndcg, HR10: hr})
+		if ndcg > bestScore {
+			best, bestScore = len(comps), ndcg
+		}
+	}
 	for i := range comps {
 		comps[i].Weight = 0
 	}
 	if best < 0 {
-		return comps, results, ""
+		return comps, 0, results, ""
 	}
-	comps[best].Weight = 1
-	cur := bestScore
-	curHR := results[best].HR10
-	for pass := 0; pass < 2; pass++ {
-		improved := false
+	stream := 0.0
+	if best == len(comps) {
+		stream = 1
+	} else {
+		comps[best].Weight = 1
+	}
+	cur, curHR := bestScore, results[best].HR10
+	try := func(c []model.Component, s float64) {
+		if ndcg, hr := t.score(c, s); ndcg > cur+1e-6 {
+			comps, stream, cur, curHR = c, s, ndcg, hr
+		}
+	}
+	for pass := 0; pass < 2 && ctx.Err() == nil; pass++ {
+		before := cur
 		for i := range comps {
 			if i == best {
 				continue
 			}
 			for _, w := range weightGrid {
-				if w == comps[i].Weight {
-					continue
-				}
-				try := slices.Clone(comps)
-				try[i].Weight = w
-				if ndcg, hr := t.score(try); ndcg > cur+1e-6 {
-					comps, cur, curHR, improved = try, ndcg, hr, true
-				}
-				if ctx.Err() != nil {
-					return comps, results, ""
+				if w != comps[i].Weight {
+					c := slices.Clone(comps)
+					c[i].Weight = w
+					try(c, stream)
 				}
 			}
-			if comps[i].Weight == 0 {
-				continue
-			}
-			for _, d := range decayGrid {
-				try := slices.Clone(comps)
-				try[i].Decay = d
-				if ndcg, hr := t.score(try); ndcg > cur+1e-6 {
-					comps, cur, curHR, improved = try, ndcg, hr, true
+			if comps[i].Weight > 0 {
+				for _, d := range decayGrid {
+					c := slices.Clone(comps)
+					c[i].Decay = d
+					try(c, stream)
 				}
 			}
 		}
-		if !improved {
+		if t.stream != nil && best != len(comps) {
+			for _, w := range weightGrid {
+				if w != stream {
+					try(comps, w)
+				}
+			}
+		}
+		if cur == before {
 			break
 		}
 	}
 	results = append(results, SourceResult{Source: "blend", NDCG10: cur, HR10: curHR})
-	serving := "blend"
-	if cur < bestScore {
-		// Cannot happen with ascent from the best single source; kept as
-		// the guard the serving contract promises.
-		for i := range comps {
-			comps[i].Weight = 0
-		}
-		comps[best].Weight = 1
+	var serving string
+	switch n := countWeighted(comps); {
+	case n == 0:
+		serving = "stream"
+	case n == 1 && stream == 0:
 		serving = comps[best].Name
-	} else if n := countWeighted(comps); n == 1 {
-		serving = comps[best].Name
+	default:
+		serving = "blend"
 	}
-	return comps, results, serving
+	return comps, stream, results, serving
 }
 
 func countWeighted(comps []model.Component) int {
@@ -132,8 +210,9 @@ func countWeighted(comps []model.Component) int {
 	return n
 }
 
-// score is NDCG@10 and HR@10 of a blend over the cases.
-func (t *tuner) score(comps []model.Component) (ndcg, hr float64) {
+// score is NDCG@10 and HR@10 of a blend over the cases: the components
+// plus stream × the streaming sources' scores.
+func (t *tuner) score(comps []model.Component, stream float64) (ndcg, hr float64) {
 	s := model.NewSet("", t.fit.Items, comps)
 	seen := map[int32]struct{}{}
 	for k, c := range t.cases {
@@ -142,6 +221,11 @@ func (t *tuner) score(comps []model.Component) (ndcg, hr float64) {
 			seen[it] = struct{}{}
 		}
 		sc := s.Score(t.hist[k])
+		if stream > 0 && t.stream != nil {
+			for _, x := range t.stream[k] {
+				sc.Add(x.i, stream*x.w)
+			}
+		}
 		if _, hist := seen[c.target]; !hist {
 			if rank := rankOf(sc, c.target, seen); rank > 0 && rank <= 10 {
 				hr++
