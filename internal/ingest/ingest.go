@@ -37,6 +37,7 @@ type Service struct {
 	log     eventlog.Log   // nil when plog is set
 	plog    PartitionedLog // nil: the embedded log
 	readers []PartitionReader
+	letters letterPolicy // partitioned: how records that cannot be applied are set aside
 	engine  *features.Engine
 	snaps   *store.Snapshots // nil: no snapshots (tests, eval)
 	dedup   *event.Deduper
