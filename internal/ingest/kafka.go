@@ -86,6 +86,26 @@ func (l *KafkaLog) DeadLetter(ctx context.Context, p int, offset uint64, reason 
 	return l.dlq.Send(ctx, reason, int32(p), offset, kafka.Record{Value: data})
 }
 
+// Backlogs asks for every partition's end in one round. It counts offsets
+// (kafka.Lag): a partition a transactional producer writes to may end with
+// a commit marker the reader never delivers, one record of lag that stays.
+// Ripple's own producer writes none.
+func (l *KafkaLog) Backlogs(ctx context.Context, applied []uint64) ([]Backlog, error) {
+	ends, err := l.prod.Ends(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Backlog, len(applied))
+	for p, a := range applied {
+		end, ok := ends[int32(p)]
+		if !ok {
+			return nil, fmt.Errorf("ingest: kafka topic %s has no partition %d", l.opts.Topic, p)
+		}
+		out[p] = Backlog{Records: kafka.Lag(end, a), Newest: end - 1}
+	}
+	return out, nil
+}
+
 // Close fails records still buffered and disconnects the producers.
 func (l *KafkaLog) Close() error {
 	l.prod.Close()

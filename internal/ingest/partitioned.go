@@ -38,6 +38,16 @@ type PartitionedLog interface {
 	// reason it cannot be applied, outside the partitions (a dead-letter
 	// topic or stream), and returns nil once the broker acknowledged it.
 	DeadLetter(ctx context.Context, p int, offset uint64, reason string, data []byte) error
+	// Backlogs is, for each partition p, what it holds after offset
+	// applied[p], asked of the broker. It is called from a goroutine of its
+	// own while the readers read.
+	Backlogs(ctx context.Context, applied []uint64) ([]Backlog, error)
+}
+
+// Backlog is what one partition holds that the state does not include yet.
+type Backlog struct {
+	Records uint64 // records after the applied offset
+	Newest  uint64 // offset of the partition's newest record; 0: it has none
 }
 
 // PartitionReader reads one partition; offsets increase but need not be
@@ -147,8 +157,8 @@ func (s *Service) closeReaders() {
 	s.readers = nil
 }
 
-// runPartitioned runs one applier per partition and the snapshot ticker
-// until Close.
+// runPartitioned runs one applier per partition, the lag sampler and the
+// snapshot ticker until Close.
 func (s *Service) runPartitioned() {
 	defer close(s.done)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -156,6 +166,7 @@ func (s *Service) runPartitioned() {
 	for p, r := range s.readers {
 		wg.Go(func() { s.runPartition(ctx, p, r) })
 	}
+	wg.Go(func() { s.sampleLag(ctx) })
 	tick, stopTick := s.snapshotTicker()
 	defer stopTick()
 	for {
