@@ -55,7 +55,7 @@ type serveConfig struct {
 	MaxBatchEvents   int              `yaml:"max_batch_events"`
 	ReadTimeout      string           `yaml:"read_timeout"`
 	IngestTimeout    string           `yaml:"ingest_timeout"`
-	StaleAfter       int              `yaml:"stale_after_records"` // apply lag that marks responses stale
+	StaleAfter       int              `yaml:"stale_after_records"` // apply (or consumer) lag that marks responses stale
 	GCPercent        int              `yaml:"gc_percent"`          // Go GC target; the GOGC env var wins when set
 	Recommend        recommend.Config `yaml:"recommend"`
 	// Store is where served features live: embedded (this process) or
@@ -434,11 +434,13 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	svc.Start()
 	staleAfter := uint64(max(cfg.StaleAfter, 1))
 	n.pipe.Health = func() string {
-		// A broker log's lag is not measured yet: healthy.
+		var lag uint64
 		if n.log == nil {
-			return recommend.Healthy
+			lag = svc.ConsumerLag() // a broker log's, measured every second
+		} else if end, applied := n.log.End(), n.engine.Applied(); end > applied+1 {
+			lag = end - applied - 1
 		}
-		if end := n.log.End(); end > n.engine.Applied()+1+staleAfter {
+		if lag > staleAfter {
 			return recommend.Stale
 		}
 		return recommend.Healthy

@@ -72,9 +72,10 @@ var contract = []contractRequest{
 }
 
 // openLabels take values from data or configuration (status codes, feature
-// and breaker names): matchers on them are not checked against values seen
-// here. Every other label's values are fixed by the code and checked.
-var openLabels = map[string]bool{"code": true, "feature": true, "breaker": true, "pool": true, "cache": true}
+// and breaker names, broker log partitions): matchers on them are not
+// checked against values seen here. Every other label's values are fixed by
+// the code and checked.
+var openLabels = map[string]bool{"code": true, "feature": true, "breaker": true, "pool": true, "cache": true, "partition": true}
 
 // targetLabels are attached by Prometheus at scrape time.
 var targetLabels = map[string]bool{"job": true, "instance": true}
@@ -154,6 +155,10 @@ func buildInventory() (*inventory, error) {
 	for _, level := range []string{recommend.Healthy, recommend.Stale, recommend.Degraded} {
 		m.Recommendations.WithLabelValues(level)
 	}
+	// The write path over a broker log (log: kafka|nats) gives its
+	// dead-letter counters every reason they count; wiring it contacts no
+	// broker.
+	ingest.NewPartitioned(nil, eng, nil, m, nil, ingest.Options{})
 	if err := waitFor(m.Registry, "ripple_store_publish_writes_total"); err != nil {
 		return nil, err
 	}

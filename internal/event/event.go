@@ -161,6 +161,25 @@ func invalid(format string, args ...any) error {
 
 // Interaction validates e in place; a zero TS is stamped with the server clock.
 func (v *Validator) Interaction(e *Interaction) error {
+	if err := checkInteraction(e, v); err != nil {
+		return err
+	}
+	now := v.now()
+	if e.TS == 0 {
+		e.TS = now.UnixMilli()
+	}
+	if err := checkTS(e.TS); err != nil {
+		return err
+	}
+	if max := now.Add(v.MaxFuture).UnixMilli(); e.TS > max {
+		return invalid("ts %s is more than %s in the future", time.UnixMilli(e.TS).UTC().Format(time.RFC3339), v.MaxFuture)
+	}
+	return nil
+}
+
+// checkInteraction checks every field of e but its timestamp; with v, the
+// type must be one v accepts, without, only bounded.
+func checkInteraction(e *Interaction, v *Validator) error {
 	if err := checkID("user", e.User, true); err != nil {
 		return err
 	}
@@ -173,11 +192,13 @@ func (v *Validator) Interaction(e *Interaction) error {
 	if err := checkID("session", e.Session, false); err != nil {
 		return err
 	}
-	if e.Type == "" {
+	switch {
+	case e.Type == "":
 		return invalid("missing field \"type\"")
-	}
-	if !v.Types[e.Type] {
+	case v != nil && !v.Types[e.Type]:
 		return invalid("unknown type %q (accepted: %s)", clip(e.Type), v.typeList())
+	case len(e.Type) > MaxTypeLen:
+		return invalid("type is %d bytes, limit %d", len(e.Type), MaxTypeLen)
 	}
 	if math.IsNaN(e.Value) || math.IsInf(e.Value, 0) {
 		return invalid("value must be a finite number")
@@ -190,21 +211,28 @@ func (v *Validator) Interaction(e *Interaction) error {
 	if len(e.Context) > MaxContextLen {
 		return invalid("context is %d bytes, limit %d", len(e.Context), MaxContextLen)
 	}
-	now := v.now()
-	if e.TS == 0 {
-		e.TS = now.UnixMilli()
-	}
-	if e.TS < minTS {
-		return invalid("ts %s is before 1990-01-01 (seconds vs milliseconds?)", time.UnixMilli(e.TS).UTC().Format(time.RFC3339))
-	}
-	if max := now.Add(v.MaxFuture).UnixMilli(); e.TS > max {
-		return invalid("ts %s is more than %s in the future", time.UnixMilli(e.TS).UTC().Format(time.RFC3339), v.MaxFuture)
+	return nil
+}
+
+func checkTS(ts int64) error {
+	if ts < minTS {
+		return invalid("ts %s is before 1990-01-01 (seconds vs milliseconds?)", time.UnixMilli(ts).UTC().Format(time.RFC3339))
 	}
 	return nil
 }
 
-// Item validates item metadata.
+// Item validates item metadata; a zero TS is stamped with the server clock.
 func (v *Validator) Item(it *Item) error {
+	if err := checkItem(it); err != nil {
+		return err
+	}
+	if it.TS == 0 {
+		it.TS = v.now().UnixMilli()
+	}
+	return nil
+}
+
+func checkItem(it *Item) error {
 	if err := checkID("item", it.ID, true); err != nil {
 		return err
 	}
@@ -227,8 +255,32 @@ func (v *Validator) Item(it *Item) error {
 			return invalid("attribute %q is %d bytes, limit %d", k, len(val), MaxAttrLen)
 		}
 	}
-	if it.TS == 0 {
-		it.TS = v.now().UnixMilli()
+	return nil
+}
+
+// Check validates a record read from the log against what every record
+// Ripple writes obeys, whatever its configuration and clock: ids present
+// and bounded, a finite value in range, a bounded context, a timestamp after
+// 1990. A broker log other producers can write to may hold records the API
+// never saw; its applier turns away what fails here rather than let it into
+// shared aggregates. The API's Validator checks more (configured types,
+// ts against the server clock), but those verdicts could change between two
+// reads of one record, and a replay must judge it as the first read did.
+func (r *Record) Check() error {
+	switch r.Kind {
+	case KindInteraction:
+		if err := checkInteraction(&r.Interaction, nil); err != nil {
+			return err
+		}
+		return checkTS(r.Interaction.TS)
+	case KindItem:
+		return checkItem(&r.Item)
+	case KindUser, KindErase:
+		// Only what the API checks of a user id in a path: an erasure
+		// must never be turned away.
+		if r.User.ID == "" || len(r.User.ID) > MaxIDLen {
+			return invalid("user id must be 1..%d bytes", MaxIDLen)
+		}
 	}
 	return nil
 }

@@ -196,3 +196,52 @@ func TestValidatorItemStampsZeroTS(t *testing.T) {
 		t.Fatalf("explicit TS overwritten: %d", it.TS)
 	}
 }
+
+// TestRecordCheck: what a record read back from a log must satisfy, with no
+// configuration and no clock: the same record always gets the same verdict.
+func TestRecordCheck(t *testing.T) {
+	now := testNow.UnixMilli()
+	interaction := func(mod func(e *Interaction)) Record {
+		r := Record{Kind: KindInteraction, Interaction: Interaction{ID: "e1", Type: "view", User: "u1", Item: "i1", TS: now}}
+		mod(&r.Interaction)
+		return r
+	}
+	tests := []struct {
+		name    string
+		rec     Record
+		wantErr string // substring; "" means valid
+	}{
+		{"interaction", interaction(func(*Interaction) {}), ""},
+		{"type no validator accepts", interaction(func(e *Interaction) { e.Type = "like" }), ""},
+		{"ts far in the future", interaction(func(e *Interaction) { e.TS = now + 365*24*time.Hour.Milliseconds() }), ""},
+		{"missing user", interaction(func(e *Interaction) { e.User = "" }), `missing field "user"`},
+		{"user with a control character", interaction(func(e *Interaction) { e.User = "u\n" }), "control character"},
+		{"missing type", interaction(func(e *Interaction) { e.Type = "" }), `missing field "type"`},
+		{"type oversize", interaction(func(e *Interaction) { e.Type = strings.Repeat("t", MaxTypeLen+1) }), "type is 65 bytes"},
+		{"zero ts", interaction(func(e *Interaction) { e.TS = 0 }), "before 1990-01-01"},
+		{"NaN value", interaction(func(e *Interaction) { e.Value = math.NaN() }), "finite"},
+		{"absurd value", interaction(func(e *Interaction) { e.Value = -2 * MaxValue }), "out of range"},
+		{"context oversize", interaction(func(e *Interaction) { e.Context = make([]byte, MaxContextLen+1) }), "context is"},
+		{"item", Record{Kind: KindItem, Item: Item{ID: "i1", Categories: []string{"c"}}}, ""},
+		{"item without id", Record{Kind: KindItem, Item: Item{Categories: []string{"c"}}}, `missing field "item"`},
+		{"item with an empty category", Record{Kind: KindItem, Item: Item{ID: "i1", Categories: []string{""}}}, `missing field "category"`},
+		{"consent", Record{Kind: KindUser, User: User{ID: "u1", Attributes: FullConsent.Attributes()}}, ""},
+		{"consent without user", Record{Kind: KindUser}, "user id must be"},
+		{"erasure of any user id the API takes", Record{Kind: KindErase, User: User{ID: "u\x00\n"}}, ""},
+		{"erasure without user", Record{Kind: KindErase}, "user id must be"},
+		{"redacted", Record{Kind: KindRedacted}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.rec.Check()
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Check() = %v, want nil", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Check() = %v, want an error containing %q", err, tc.wantErr)
+			case err != nil && !errors.Is(err, ErrInvalid):
+				t.Fatalf("Check() = %v, not ErrInvalid", err)
+			}
+		})
+	}
+}

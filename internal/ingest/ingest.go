@@ -26,6 +26,9 @@ type Options struct {
 	DedupAge       time.Duration
 	ReadBatch      int
 	RetentionFloor func(offset uint64) // told the newest snapshot offset; nil ok
+	// LagEvery is how often the consumer lag of a broker log's partitions
+	// is measured (0: every second).
+	LagEvery time.Duration
 	// Tracing records the durable append and the wait for apply as spans of
 	// the caller's trace, and each applied batch as a trace of its own.
 	// nil: no spans.
@@ -37,6 +40,7 @@ type Service struct {
 	log     eventlog.Log   // nil when plog is set
 	plog    PartitionedLog // nil: the embedded log
 	readers []PartitionReader
+	letters letterPolicy // partitioned: how records that cannot be applied are set aside
 	engine  *features.Engine
 	snaps   *store.Snapshots // nil: no snapshots (tests, eval)
 	dedup   *event.Deduper
@@ -53,7 +57,8 @@ type Service struct {
 
 	ready    atomic.Bool
 	started  atomic.Bool
-	lastSnap atomic.Int64 // unix ms of the last snapshot; 0: none
+	lastSnap atomic.Int64  // unix ms of the last snapshot; 0: none
+	lagged   atomic.Uint64 // partitioned: records not yet applied, as last measured
 	pending  pendingQueue
 
 	afterApply  func(applied uint64)
@@ -94,6 +99,9 @@ func New(log eventlog.Log, engine *features.Engine, snaps *store.Snapshots, m *o
 	}
 	if opts.ReadBatch <= 0 {
 		opts.ReadBatch = 4096
+	}
+	if opts.LagEvery <= 0 {
+		opts.LagEvery = time.Second
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

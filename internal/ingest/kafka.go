@@ -16,10 +16,13 @@ type KafkaOptions struct {
 	Partitions int
 }
 
-// KafkaLog is a Kafka topic as a PartitionedLog.
+// KafkaLog is a Kafka topic as a PartitionedLog. Dead letters go to
+// kafka.DeadLetterTopic(Topic), which must exist (created like the topic;
+// Ripple does not create topics).
 type KafkaLog struct {
 	opts KafkaOptions
 	prod *kafka.Producer
+	dlq  *kafka.DeadLetters
 }
 
 // OpenKafka connects a producer and checks the topic's partition count.
@@ -28,17 +31,24 @@ func OpenKafka(ctx context.Context, opts KafkaOptions) (*KafkaLog, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := prod.Partitions(ctx)
+	dlq, err := kafka.NewDeadLetters(kafka.DeadLetterOptions{Brokers: opts.Brokers, Topic: opts.Topic})
 	if err != nil {
 		prod.Close()
+		return nil, err
+	}
+	l := &KafkaLog{prod: prod, dlq: dlq}
+	n, err := prod.Partitions(ctx)
+	if err != nil {
+		l.Close()
 		return nil, fmt.Errorf("ingest: kafka topic %s: %w", opts.Topic, err)
 	}
 	if opts.Partitions != 0 && opts.Partitions != n {
-		prod.Close()
+		l.Close()
 		return nil, fmt.Errorf("ingest: kafka topic %s has %d partitions, configured %d", opts.Topic, n, opts.Partitions)
 	}
 	opts.Partitions = n
-	return &KafkaLog{opts: opts, prod: prod}, nil
+	l.opts = opts
+	return l, nil
 }
 
 // Partitions is the topic's partition count when it was opened.
@@ -70,9 +80,36 @@ func (l *KafkaLog) Reader(p int, from uint64) (PartitionReader, error) {
 	return kafkaReader{r}, nil
 }
 
-// Close fails records still buffered and disconnects the producer.
+// DeadLetter produces data to the dead-letter topic with the reason and
+// its source partition and offset in headers.
+func (l *KafkaLog) DeadLetter(ctx context.Context, p int, offset uint64, reason string, data []byte) error {
+	return l.dlq.Send(ctx, reason, int32(p), offset, kafka.Record{Value: data})
+}
+
+// Backlogs asks for every partition's end in one round. It counts offsets
+// (kafka.Lag): a partition a transactional producer writes to may end with
+// a commit marker the reader never delivers, one record of lag that stays.
+// Ripple's own producer writes none.
+func (l *KafkaLog) Backlogs(ctx context.Context, applied []uint64) ([]Backlog, error) {
+	ends, err := l.prod.Ends(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Backlog, len(applied))
+	for p, a := range applied {
+		end, ok := ends[int32(p)]
+		if !ok {
+			return nil, fmt.Errorf("ingest: kafka topic %s has no partition %d", l.opts.Topic, p)
+		}
+		out[p] = Backlog{Records: kafka.Lag(end, a), Newest: end - 1}
+	}
+	return out, nil
+}
+
+// Close fails records still buffered and disconnects the producers.
 func (l *KafkaLog) Close() error {
 	l.prod.Close()
+	l.dlq.Close()
 	return nil
 }
 

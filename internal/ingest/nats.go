@@ -29,6 +29,26 @@ func (l *NATSLog) Append(ctx context.Context, recs []Keyed) (map[int]uint64, err
 	return l.AppendAt(ctx, nrs)
 }
 
+// DeadLetter stores data on the dead-letter stream with the reason and its
+// source partition and offset in headers.
+func (l *NATSLog) DeadLetter(ctx context.Context, p int, offset uint64, reason string, data []byte) error {
+	return l.Log.DeadLetter(ctx, reason, p, offset, nats.Record{Value: data})
+}
+
+// Backlogs asks partition by partition; counting the records of a partition
+// that has some creates a short-lived consumer (nats.Log.Lag).
+func (l *NATSLog) Backlogs(ctx context.Context, applied []uint64) ([]Backlog, error) {
+	out := make([]Backlog, len(applied))
+	for p, a := range applied {
+		n, newest, err := l.Lag(ctx, p, a)
+		if err != nil {
+			return nil, err
+		}
+		out[p] = Backlog{Records: n, Newest: newest}
+	}
+	return out, nil
+}
+
 // Reader reads partition p; it positions itself at the offset of each Read.
 func (l *NATSLog) Reader(p int, _ uint64) (PartitionReader, error) {
 	r, err := l.Log.Reader(p)

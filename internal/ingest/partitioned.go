@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,6 +34,20 @@ type PartitionedLog interface {
 	Append(ctx context.Context, recs []Keyed) (map[int]uint64, error)
 	// Reader reads partition p, starting at offset from.
 	Reader(p int, from uint64) (PartitionReader, error)
+	// DeadLetter stores data, the record at offset of partition p, with the
+	// reason it cannot be applied, outside the partitions (a dead-letter
+	// topic or stream), and returns nil once the broker acknowledged it.
+	DeadLetter(ctx context.Context, p int, offset uint64, reason string, data []byte) error
+	// Backlogs is, for each partition p, what it holds after offset
+	// applied[p], asked of the broker. It is called from a goroutine of its
+	// own while the readers read.
+	Backlogs(ctx context.Context, applied []uint64) ([]Backlog, error)
+}
+
+// Backlog is what one partition holds that the state does not include yet.
+type Backlog struct {
+	Records uint64 // records after the applied offset
+	Newest  uint64 // offset of the partition's newest record; 0: it has none
 }
 
 // PartitionReader reads one partition; offsets increase but need not be
@@ -61,6 +76,14 @@ var ErrUnavailable = errors.New("ingest: event log unavailable")
 func NewPartitioned(plog PartitionedLog, engine *features.Engine, snaps *store.Snapshots, m *observe.Metrics, logger *slog.Logger, opts Options) *Service {
 	s := New(nil, engine, snaps, m, logger, opts)
 	s.plog = plog
+	s.letters = newLetterPolicy(letterTimeout, letterBackoff, letterCoolDown)
+	if m != nil {
+		// Counted from 0, so the first letter shows in rate() and increase().
+		for _, reason := range []string{reasonUndecodable, reasonInvalid} {
+			m.DeadLetters.WithLabelValues(reason)
+			m.DeadLetterFailures.WithLabelValues(reason)
+		}
+	}
 	return s
 }
 
@@ -80,7 +103,7 @@ func (s *Service) recoverPartitioned(ctx context.Context) error {
 	}
 	start := time.Now()
 	s.readers = make([]PartitionReader, 0, n)
-	var b batchApplier
+	b := newPartitionBatch()
 	records := 0
 	for p := range n {
 		from := s.engine.AppliedPartition(p) + 1
@@ -97,7 +120,7 @@ func (s *Service) recoverPartitioned(ctx context.Context) error {
 		}
 		s.reserveIDs(ctx, r, end, uint64(max(1, s.opts.DedupIDs/n)))
 		for from < end {
-			next, err := s.applyPartition(ctx, p, r, &b, from)
+			next, err := s.applyPartition(ctx, p, r, b, from)
 			if err != nil {
 				s.closeReaders()
 				return fmt.Errorf("ingest: replay partition %d: %w", p, err)
@@ -134,8 +157,8 @@ func (s *Service) closeReaders() {
 	s.readers = nil
 }
 
-// runPartitioned runs one applier per partition and the snapshot ticker
-// until Close.
+// runPartitioned runs one applier per partition, the lag sampler and the
+// snapshot ticker until Close.
 func (s *Service) runPartitioned() {
 	defer close(s.done)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -143,6 +166,7 @@ func (s *Service) runPartitioned() {
 	for p, r := range s.readers {
 		wg.Go(func() { s.runPartition(ctx, p, r) })
 	}
+	wg.Go(func() { s.sampleLag(ctx) })
 	tick, stopTick := s.snapshotTicker()
 	defer stopTick()
 	for {
@@ -162,12 +186,12 @@ func (s *Service) runPartitioned() {
 }
 
 func (s *Service) runPartition(ctx context.Context, p int, r PartitionReader) {
-	var b batchApplier
+	b := newPartitionBatch()
 	for {
 		from := s.engine.AppliedPartition(p) + 1
 		err := r.Wait(ctx, from)
 		if err == nil {
-			_, err = s.applyPartition(ctx, p, r, &b, from)
+			_, err = s.applyPartition(ctx, p, r, b, from)
 		}
 		if ctx.Err() != nil {
 			return
@@ -184,13 +208,21 @@ func (s *Service) runPartition(ctx context.Context, p int, r PartitionReader) {
 }
 
 // applyPartition reads one batch of partition p (outside the apply lock, so
-// partitions decode in parallel), applies it, and wakes waiters.
-func (s *Service) applyPartition(ctx context.Context, p int, r PartitionReader, b *batchApplier, from uint64) (uint64, error) {
+// partitions decode in parallel), sets aside the records it cannot apply
+// (deadLetter), applies the rest, and wakes waiters.
+func (s *Service) applyPartition(ctx context.Context, p int, r PartitionReader, b *partitionBatch, from uint64) (uint64, error) {
 	ctx, span := s.tracer.Start(ctx, "ingest.apply")
-	next, err := b.read(ctx, r, from, s.opts.ReadBatch, func(off uint64, err error) error {
-		s.logger.Error("skipping undecodable log record", "partition", p, "offset", off, "err", err)
+	b.letters = b.letters[:0]
+	next, err := b.read(ctx, r, from, s.opts.ReadBatch, func(off uint64, data []byte, err error) error {
+		b.letters = append(b.letters, letter{off: off, err: err, data: bytes.Clone(data)})
 		return nil
 	})
+	if lerr := s.deadLetter(ctx, p, b.letters); lerr != nil {
+		// Stopping: apply nothing of this batch, so no record after a
+		// letter not yet sent counts as applied; it is all read again.
+		next, err = from, lerr
+		b.offs, b.recs = b.offs[:0], b.recs[:0]
+	}
 	s.applyMu.Lock()
 	s.engine.ApplyPartition(p, b.offs, b.recs)
 	// Skipped records count as handled (see batchApplier.apply).
@@ -207,7 +239,7 @@ func (s *Service) applyPartition(ctx context.Context, p int, r PartitionReader, 
 	s.notifyApplied()
 	if span.IsRecording() {
 		span.SetAttributes(attribute.Int("ripple.log.partition", p), attribute.Int64("ripple.log.from", int64(from)),
-			attribute.Int("ripple.records", len(b.recs)))
+			attribute.Int("ripple.records", len(b.recs)), attribute.Int("ripple.dead_letters", len(b.letters)))
 	}
 	observe.SetError(span, err)
 	span.End()

@@ -16,8 +16,10 @@ import (
 
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/eventlog"
+	"github.com/ripple-rec/ripple/internal/eventlog/kafka"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
+	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/store"
 )
 
@@ -68,7 +70,7 @@ func embeddedReference(t *testing.T, batches [][]event.Interaction) *features.En
 
 func newKafka(t *testing.T) *kfake.Cluster {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(6, kafkaTopic))
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(6, kafkaTopic), kfake.SeedTopics(1, kafka.DeadLetterTopic(kafkaTopic)))
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c
@@ -109,6 +111,18 @@ func openKafkaNode(t *testing.T, c *kfake.Cluster, dir string) *brokerNode {
 // live in dir ("": none).
 func openBrokerNode(t *testing.T, open brokerLog, dir string) *brokerNode {
 	t.Helper()
+	return openBrokerNodeWith(t, open, dir, nodeOptions{})
+}
+
+// nodeOptions are what some tests set on a node beyond the defaults.
+type nodeOptions struct {
+	metrics *observe.Metrics
+	opts    ingest.Options
+	setup   func(*ingest.Service) // before Recover and Start
+}
+
+func openBrokerNodeWith(t *testing.T, open brokerLog, dir string, no nodeOptions) *brokerNode {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	lg, err := open(ctx)
@@ -119,7 +133,10 @@ func openBrokerNode(t *testing.T, open brokerLog, dir string) *brokerNode {
 		require.NoError(t, err)
 	}
 	eng := features.NewEngine(features.DefaultConfig(), fixedClock)
-	svc := ingest.NewPartitioned(lg, eng, snaps, nil, nil, ingest.Options{})
+	svc := ingest.NewPartitioned(lg, eng, snaps, no.metrics, nil, no.opts)
+	if no.setup != nil {
+		no.setup(svc)
+	}
 	require.NoError(t, svc.Recover(ctx))
 	svc.Start()
 	return &brokerNode{lg, snaps, eng, svc}

@@ -14,6 +14,10 @@ import (
 type batchApplier struct {
 	offs []uint64
 	recs []event.Record
+	// check also turns away records that decode but fail
+	// event.Record.Check: set for broker logs, which producers other than
+	// Ripple's API can write to.
+	check bool
 }
 
 // apply reads up to max records from from and applies them. Records that do
@@ -21,7 +25,7 @@ type batchApplier struct {
 // error) and otherwise skipped. It returns the offset to continue from.
 func (b *batchApplier) apply(ctx context.Context, lg eventlog.Log, eng *features.Engine, from uint64, max int,
 	corrupt func(off uint64, err error) error) (uint64, error) {
-	next, err := b.read(ctx, lg, from, max, corrupt)
+	next, err := b.read(ctx, lg, from, max, func(off uint64, _ []byte, err error) error { return corrupt(off, err) })
 	eng.ApplyBatch(b.offs, b.recs)
 	// Skipped records count as handled, or a corrupt one at the end of a
 	// batch would be read again forever.
@@ -37,17 +41,23 @@ type recordReader interface {
 }
 
 // read replaces the batch with up to max decoded records from from. Records
-// that do not decode are passed to corrupt (which may stop the read by
-// returning an error) and otherwise skipped. It returns the offset to
-// continue from.
+// that do not decode, or with check fail event.Record.Check, are passed to
+// bad with their bytes (valid only during the call) and the error; bad may
+// stop the read by returning an error, and otherwise the record is skipped.
+// It returns the offset to continue from.
 func (b *batchApplier) read(ctx context.Context, r recordReader, from uint64, max int,
-	corrupt func(off uint64, err error) error) (uint64, error) {
+	bad func(off uint64, data []byte, err error) error) (uint64, error) {
 	b.offs, b.recs = b.offs[:0], b.recs[:0]
 	return r.Read(ctx, from, max, func(off uint64, data []byte) error {
 		b.recs = append(b.recs, event.Record{})
-		if derr := event.DecodeBinary(data, &b.recs[len(b.recs)-1]); derr != nil {
+		rec := &b.recs[len(b.recs)-1]
+		err := event.DecodeBinary(data, rec)
+		if err == nil && b.check {
+			err = rec.Check()
+		}
+		if err != nil {
 			b.recs = b.recs[:len(b.recs)-1]
-			return corrupt(off, derr)
+			return bad(off, data, err)
 		}
 		b.offs = append(b.offs, off)
 		return nil

@@ -26,6 +26,12 @@ type Metrics struct {
 	SnapshotAge  prometheus.GaugeFunc
 	SnapshotSecs prometheus.Histogram
 
+	// Broker logs (Kafka, NATS JetStream).
+	ConsumerLag        *prometheus.GaugeVec   // partition: records the state does not include yet
+	ConsumerLagSec     *prometheus.GaugeVec   // partition: how long the oldest of them has been in the log, at least
+	DeadLetters        *prometheus.CounterVec // reason: records set aside in the dead-letter topic or stream
+	DeadLetterFailures *prometheus.CounterVec // reason: records skipped because their dead letter could not be stored
+
 	Recommendations *prometheus.CounterVec // degradation
 	Candidates      prometheus.Histogram
 
@@ -69,6 +75,22 @@ func NewMetrics(late func() float64, snapshotAge func() float64) *Metrics {
 		ApplyLagSec: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ripple_features_apply_lag_seconds", Help: "Seconds the newest applied batch waited between append and apply.",
 		}),
+		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ripple_eventlog_consumer_lag_records",
+			Help: "Records a broker log partition holds that the feature state does not include yet (log: kafka|nats).",
+		}, []string{"partition"}),
+		ConsumerLagSec: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ripple_eventlog_consumer_lag_seconds",
+			Help: "Seconds the oldest record of a broker log partition not yet applied has been in the log, at least (0 when caught up).",
+		}, []string{"partition"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ripple_eventlog_dead_letters_total",
+			Help: "Broker log records that cannot be applied (reason: undecodable, invalid), stored in the dead-letter topic or stream and skipped.",
+		}, []string{"reason"}),
+		DeadLetterFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ripple_eventlog_dead_letter_failures_total",
+			Help: "Broker log records that cannot be applied and were skipped without a dead letter, the dead-letter write having failed.",
+		}, []string{"reason"}),
 		LateEvents: prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "ripple_features_late_events_total", Help: "Events beyond the lateness bound, left out of windowed features.",
 		}, late),
@@ -94,7 +116,7 @@ func NewMetrics(late func() float64, snapshotAge func() float64) *Metrics {
 		}),
 	}
 	r.MustRegister(m.Requests, m.RequestDuration, m.InFlight, m.Events, m.AppendBatch, m.Applied, m.ApplyLag,
-		m.ApplyLagSec, m.LateEvents, m.SnapshotAge, m.SnapshotSecs, m.Recommendations, m.Candidates, m.Erasures, m.Erased, m.Panics)
+		m.ApplyLagSec, m.ConsumerLag, m.ConsumerLagSec, m.DeadLetters, m.DeadLetterFailures, m.LateEvents, m.SnapshotAge, m.SnapshotSecs, m.Recommendations, m.Candidates, m.Erasures, m.Erased, m.Panics)
 	return m
 }
 

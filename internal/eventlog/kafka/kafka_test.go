@@ -341,6 +341,30 @@ func TestLag(t *testing.T) {
 	}
 }
 
+// TestEnds: one round of Ends says, for every partition, what each
+// partition's reader reports as its end, and Lag against it counts the
+// records a worker has left.
+func TestEnds(t *testing.T) {
+	c := newCluster(t)
+	ctx := testCtx(t, 30*time.Second)
+	p := newProducer(t, c, topic, 0)
+	var recs []Record
+	for i := range 40 {
+		recs = append(recs, Record{Key: []byte(fmt.Sprint("u", i%9)), Value: []byte("v")})
+	}
+	at, err := p.AppendAt(ctx, recs)
+	require.NoError(t, err)
+	ends, err := p.Ends(ctx)
+	require.NoError(t, err)
+	require.Len(t, ends, numPartitions)
+	for part := range int32(numPartitions) {
+		_, end, err := newReader(t, c, topic, part, 1).Refresh(ctx)
+		require.NoError(t, err)
+		require.Equal(t, end, ends[part], "partition %d", part)
+		require.Equal(t, at[part], Lag(ends[part], 0), "partition %d: records after none applied", part)
+	}
+}
+
 func TestDeadLetters(t *testing.T) {
 	c := newCluster(t)
 	ctx := testCtx(t, 30*time.Second)

@@ -211,6 +211,24 @@ func partitions(ctx context.Context, adm *kadm.Client, topic string) (int, error
 	return len(td.Partitions), nil
 }
 
+// Ends is, for every partition of the topic, the Ripple offset after its
+// last stable record (the read_committed end a PartitionReader's End
+// reports), asked of the brokers in one round.
+func (p *Producer) Ends(ctx context.Context) (map[int32]uint64, error) {
+	los, err := p.adm.ListCommittedOffsets(ctx, p.topic)
+	if err != nil {
+		return nil, fmt.Errorf("%w: list offsets %s: %w", ErrUnavailable, p.topic, err)
+	}
+	ends := make(map[int32]uint64, len(los[p.topic]))
+	for part, lo := range los[p.topic] {
+		if lo.Err != nil {
+			return nil, fmt.Errorf("%w: list offsets %s/%d: %w", ErrUnavailable, p.topic, part, lo.Err)
+		}
+		ends[part] = rippleOffset(lo.Offset)
+	}
+	return ends, nil
+}
+
 // Close fails records still buffered and closes connections.
 func (p *Producer) Close() {
 	p.cl.Close()

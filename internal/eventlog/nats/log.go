@@ -34,8 +34,10 @@ const (
 	dlqSuffix = "dlq"
 
 	// Headers on dead letters.
-	HeaderReason = "Ripple-Reason"
-	HeaderKey    = "Ripple-Key" // base64 (std) of Record.Key: keys are bytes, headers are text
+	HeaderReason    = "Ripple-Reason"
+	HeaderKey       = "Ripple-Key"       // base64 (std) of Record.Key: keys are bytes, headers are text
+	HeaderPartition = "Ripple-Partition" // source partition, decimal
+	HeaderOffset    = "Ripple-Offset"    // source offset (stream sequence), decimal
 
 	// maxPendingAcks bounds the publishes in flight per connection; Append
 	// waits for acks past it rather than growing memory.
@@ -299,20 +301,22 @@ func (l *Log) waitAcks(ctx context.Context, futures []jetstream.PubAckFuture, st
 	return nil
 }
 
-// DeadLetter stores rec on <prefix>.dlq with reason in the Ripple-Reason
-// header and its key in Ripple-Key, so a bad record can leave its partition
-// without being lost. Like Append, nil means stored.
-func (l *Log) DeadLetter(ctx context.Context, reason string, rec Record) error {
+// DeadLetter stores rec, read from partition at offset, on <prefix>.dlq with
+// reason in the Ripple-Reason header, the source in Ripple-Partition and
+// Ripple-Offset and its key in Ripple-Key, so a bad record can leave its
+// partition without being lost. Like Append, nil means stored. The source
+// position is the message id: a letter sent again for the same record (a
+// retry, a replay after a restart) within the duplicate window is stored once.
+func (l *Log) DeadLetter(ctx context.Context, reason string, partition int, offset uint64, rec Record) error {
 	m := natsio.NewMsg(l.dlqSubj)
 	m.Data = rec.Value
 	// Header values are single lines.
 	m.Header.Set(HeaderReason, strings.NewReplacer("\r", " ", "\n", " ").Replace(reason))
 	m.Header.Set(HeaderKey, base64.StdEncoding.EncodeToString(rec.Key))
-	var popts []jetstream.PublishOpt
-	if rec.ID != "" {
-		popts = append(popts, jetstream.WithMsgID(rec.ID))
-	}
-	if _, err := l.js.PublishMsg(ctx, m, popts...); err != nil {
+	m.Header.Set(HeaderPartition, strconv.Itoa(partition))
+	m.Header.Set(HeaderOffset, strconv.FormatUint(offset, 10))
+	id := strconv.Itoa(partition) + "/" + strconv.FormatUint(offset, 10)
+	if _, err := l.js.PublishMsg(ctx, m, jetstream.WithMsgID(id)); err != nil {
 		return fmt.Errorf("%w: dead letter: %w", ErrUnavailable, err)
 	}
 	return nil
@@ -321,13 +325,31 @@ func (l *Log) DeadLetter(ctx context.Context, reason string, rec Record) error {
 // DeadLetterStream is the name of the stream holding dead letters.
 func (l *Log) DeadLetterStream() string { return l.dlq.CachedInfo().Config.Name }
 
-// Lag is how many records partition p holds with offset > applied: the work
-// a worker that has applied up to applied still has. It asks the server to
-// count by creating a short-lived filtered consumer (two round trips), so
-// call it for metrics, not per record.
-func (l *Log) Lag(ctx context.Context, p int, applied uint64) (uint64, error) {
+// Newest is the offset of partition p's newest record, 0 when it is empty.
+// One round trip.
+func (l *Log) Newest(ctx context.Context, p int) (uint64, error) {
 	if p < 0 || p >= len(l.subjects) {
 		return 0, fmt.Errorf("eventlog/nats: partition %d of %d", p, len(l.subjects))
+	}
+	m, err := l.stream.GetLastMsgForSubject(ctx, l.subjects[p])
+	switch {
+	case err == nil:
+		return m.Sequence, nil
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	}
+	return 0, fmt.Errorf("%w: last of %s: %w", ErrUnavailable, l.subjects[p], err)
+}
+
+// Lag is how many records partition p holds with offset > applied: the work
+// a worker that has applied up to applied still has, and the offset of the
+// newest record (0: the partition is empty). When there is work it asks the
+// server to count by creating a short-lived filtered consumer (three round
+// trips in all), so call it for metrics, not per record.
+func (l *Log) Lag(ctx context.Context, p int, applied uint64) (records, newest uint64, err error) {
+	newest, err = l.Newest(ctx, p)
+	if err != nil || newest <= applied {
+		return 0, newest, err
 	}
 	c, err := l.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		FilterSubject:     l.subjects[p],
@@ -338,13 +360,13 @@ func (l *Log) Lag(ctx context.Context, p int, applied uint64) (uint64, error) {
 		MemoryStorage:     true,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("%w: lag of partition %d: %w", ErrUnavailable, p, err)
+		return 0, newest, fmt.Errorf("%w: lag of partition %d: %w", ErrUnavailable, p, err)
 	}
 	n := c.CachedInfo().NumPending
 	// The server deletes it after InactiveThreshold anyway; deleting now
 	// keeps the consumer list short.
 	_ = l.stream.DeleteConsumer(ctx, c.CachedInfo().Name)
-	return n, nil
+	return n, newest, nil
 }
 
 // Close closes the connection; readers opened from l stop working.

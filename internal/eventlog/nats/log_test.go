@@ -318,8 +318,8 @@ func TestBrokerFrozen(t *testing.T) {
 			return err
 		},
 		"Wait":       func(ctx context.Context) error { return r.Wait(ctx, 1000) },
-		"DeadLetter": func(ctx context.Context) error { return l.DeadLetter(ctx, "x", Record{}) },
-		"Lag":        func(ctx context.Context) error { _, err := l.Lag(ctx, 0, 0); return err },
+		"DeadLetter": func(ctx context.Context) error { return l.DeadLetter(ctx, "x", 0, 1, Record{}) },
+		"Lag":        func(ctx context.Context) error { _, _, err := l.Lag(ctx, 0, 0); return err },
 	} {
 		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		t0 := time.Now()
@@ -457,17 +457,22 @@ func TestDeadLetter(t *testing.T) {
 	ctx := ctxT(t, 10*time.Second)
 	rec := Record{Key: []byte("u\x001"), Value: []byte(`{"broken`), ID: "e1"}
 	for range 2 { // a retried dead letter is stored once
-		if err := l.DeadLetter(ctx, "invalid_event: unexpected end\nof JSON", rec); err != nil {
+		if err := l.DeadLetter(ctx, "invalid_event: unexpected end\nof JSON", 1, 42, rec); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Another record of the same event id is another letter: the source
+	// position, not the id, names a letter.
+	if err := l.DeadLetter(ctx, "undecodable", 1, 43, rec); err != nil {
+		t.Fatal(err)
 	}
 	dlq, err := l.js.Stream(ctx, l.DeadLetterStream())
 	if err != nil {
 		t.Fatal(err)
 	}
 	info, err := dlq.Info(ctx)
-	if err != nil || info.State.Msgs != 1 {
-		t.Fatalf("dead-letter stream holds %v records (%v), want 1", info.State.Msgs, err)
+	if err != nil || info.State.Msgs != 2 {
+		t.Fatalf("dead-letter stream holds %v records (%v), want 2", info.State.Msgs, err)
 	}
 	m, err := dlq.GetMsg(ctx, info.State.FirstSeq)
 	if err != nil {
@@ -475,8 +480,9 @@ func TestDeadLetter(t *testing.T) {
 	}
 	key, _ := base64.StdEncoding.DecodeString(m.Header.Get(HeaderKey))
 	if m.Subject != "ripple.events.dlq" || string(m.Data) != string(rec.Value) || string(key) != string(rec.Key) ||
-		m.Header.Get(HeaderReason) != "invalid_event: unexpected end of JSON" {
-		t.Fatalf("dead letter: subject %q data %q key %q reason %q", m.Subject, m.Data, key, m.Header.Get(HeaderReason))
+		m.Header.Get(HeaderReason) != "invalid_event: unexpected end of JSON" ||
+		m.Header.Get(HeaderPartition) != "1" || m.Header.Get(HeaderOffset) != "42" {
+		t.Fatalf("dead letter: subject %q data %q key %q headers %v", m.Subject, m.Data, key, m.Header)
 	}
 	// Dead letters are not events: no partition sees them.
 	for p := range 2 {
@@ -500,6 +506,7 @@ func TestLag(t *testing.T) {
 		t.Fatal(err)
 	}
 	offs := readAll(t, l, 2)
+	newest := offs[29].off
 	cases := []struct {
 		applied uint64
 		want    uint64
@@ -511,13 +518,13 @@ func TestLag(t *testing.T) {
 		{offs[29].off + 100, 0},
 	}
 	for _, c := range cases {
-		got, err := l.Lag(ctx, 2, c.applied)
-		if err != nil || got != c.want {
-			t.Errorf("Lag(2, %d) = %d, %v; want %d", c.applied, got, err, c.want)
+		got, gotNewest, err := l.Lag(ctx, 2, c.applied)
+		if err != nil || got != c.want || gotNewest != newest {
+			t.Errorf("Lag(2, %d) = %d, %d, %v; want %d, %d", c.applied, got, gotNewest, err, c.want, newest)
 		}
 	}
-	if got, err := l.Lag(ctx, 1, 0); err != nil || got != 0 {
-		t.Errorf("Lag of the empty partition = %d, %v", got, err)
+	if got, newest, err := l.Lag(ctx, 1, 0); err != nil || got != 0 || newest != 0 {
+		t.Errorf("Lag of the empty partition = %d, %d, %v", got, newest, err)
 	}
 }
 

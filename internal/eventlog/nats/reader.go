@@ -40,6 +40,7 @@ const (
 // cancel Wait's ctx to stop it.
 type PartitionReader struct {
 	l       *Log
+	p       int
 	subject string
 
 	cons    jetstream.Consumer // nil until needed or after a failure
@@ -56,7 +57,7 @@ func (l *Log) Reader(p int) (*PartitionReader, error) {
 	if p < 0 || p >= len(l.subjects) {
 		return nil, fmt.Errorf("eventlog/nats: partition %d of %d", p, len(l.subjects))
 	}
-	return &PartitionReader{l: l, subject: l.subjects[p]}, nil
+	return &PartitionReader{l: l, p: p, subject: l.subjects[p]}, nil
 }
 
 // Read calls fn for up to max records of the partition with offset >= from,
@@ -286,12 +287,12 @@ func (r *PartitionReader) deleteConsumer() {
 // stream's last sequence + 1: either way every record appended later has an
 // offset >= End.
 func (r *PartitionReader) End(ctx context.Context) (uint64, error) {
-	m, err := r.l.stream.GetLastMsgForSubject(ctx, r.subject)
-	if err == nil {
-		return m.Sequence + 1, nil
+	newest, err := r.l.Newest(ctx, r.p)
+	if err != nil {
+		return 0, err
 	}
-	if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, fmt.Errorf("%w: last of %s: %w", ErrUnavailable, r.subject, err)
+	if newest > 0 {
+		return newest + 1, nil
 	}
 	info, err := r.l.stream.Info(ctx)
 	if err != nil {
