@@ -26,7 +26,7 @@ func (s *Service) Interactions(ctx context.Context, fn func(*event.Interaction) 
 		if err != nil {
 			return fmt.Errorf("ingest: partition %d: %w", p, err)
 		}
-		err = interactions(ctx, r, 1, upto, s.engine, fn)
+		err = interactions(ctx, r, 1, upto, true, s.engine, fn)
 		_ = r.Close()
 		if err != nil {
 			return fmt.Errorf("ingest: partition %d: %w", p, err)
@@ -38,17 +38,17 @@ func (s *Service) Interactions(ctx context.Context, fn func(*event.Interaction) 
 // LogInteractions is Interactions over an embedded log, up to what engine
 // applied.
 func LogInteractions(ctx context.Context, lg eventlog.Log, engine *features.Engine, fn func(*event.Interaction) error) error {
-	return interactions(ctx, lg, max(lg.Start(), 1), engine.Applied(), engine, fn)
+	return interactions(ctx, lg, max(lg.Start(), 1), engine.Applied(), false, engine, fn)
 }
 
 // interactions reads [from, upto] of r. Redacted records (erased users) are
 // gone from the log already; users who withheld personalisation consent (as
 // engine knows it) are left out, as the engine leaves them out of every
 // shared aggregate. Undecodable records are skipped, as the applier skips
-// them.
-func interactions(ctx context.Context, r recordReader, from, upto uint64, engine *features.Engine, fn func(*event.Interaction) error) error {
-	var b batchApplier
-	skip := func(uint64, error) error { return nil }
+// them; check skips the records a partitioned applier dead-letters.
+func interactions(ctx context.Context, r recordReader, from, upto uint64, check bool, engine *features.Engine, fn func(*event.Interaction) error) error {
+	b := batchApplier{check: check}
+	skip := func(uint64, []byte, error) error { return nil }
 	for from <= upto {
 		next, err := b.read(ctx, r, from, 16384, skip)
 		if err != nil {
