@@ -29,6 +29,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/eventlog"
 	ripplenats "github.com/ripple-rec/ripple/internal/eventlog/nats"
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/feedback"
 	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/model"
 	"github.com/ripple-rec/ripple/internal/observe"
@@ -83,6 +84,19 @@ type serveConfig struct {
 	// Train rebuilds the trained models from the log on a schedule and on
 	// POST /v1/admin/train; versions live in <data_dir>/models.
 	Train trainConfig `yaml:"train"`
+	// Feedback attributes clicks, carts and purchases to the recommendation
+	// lists, models and positions that showed the items (GET
+	// /v1/admin/feedback, ripple_feedback_* metrics).
+	Feedback feedbackConfig `yaml:"feedback"`
+}
+
+// feedbackConfig is the `feedback:` section.
+type feedbackConfig struct {
+	Enabled     bool     `yaml:"enabled"`
+	Window      string   `yaml:"window"`   // attribution window after a list is served
+	PerUser     int      `yaml:"per_user"` // lists remembered per user
+	MaxUsers    int      `yaml:"max_users"`
+	Engagements []string `yaml:"engagements"` // event types attributed
 }
 
 // trainConfig is the `train:` section.
@@ -140,6 +154,7 @@ func keyFilePath(cfg serveConfig) string {
 
 func defaultServeConfig() serveConfig {
 	o := api.DefaultOptions()
+	fb := feedback.DefaultOptions()
 	rl := o.RateLimit
 	return serveConfig{Addr: "127.0.0.1:8080", DataDir: "./ripple-data", SnapshotInterval: "1m", LogLevel: "info",
 		MaxBodyBytes: o.MaxBodyBytes, MaxBatchEvents: o.MaxBatchEvents, ReadTimeout: o.ReadTimeout.String(),
@@ -148,7 +163,9 @@ func defaultServeConfig() serveConfig {
 		Log: "embedded", Kafka: kafkaConfig{Brokers: []string{"127.0.0.1:9092"}, Topic: "ripple-events"},
 		NATS: natsConfig{URL: "nats://127.0.0.1:4222", Stream: ripplenats.DefaultStream, Partitions: ripplenats.DefaultPartitions}, Tracing: observe.DefaultTracing(), LogUserIDs: observe.UserIDsHash,
 		Train: trainConfig{Interval: "1h", Keep: 3, Config: train.DefaultConfig()},
-		Auth:  authConfig{ReloadInterval: "5s"},
+		Feedback: feedbackConfig{Enabled: true, Window: fb.Window.String(), PerUser: fb.PerUser, MaxUsers: fb.MaxUsers,
+			Engagements: fb.Engagements},
+		Auth: authConfig{ReloadInterval: "5s"},
 		RateLimit: rateLimitConfig{PerKeyRPS: rl.PerKeyRPS, PerKeyBurst: rl.PerKeyBurst, PerTenantRPS: rl.PerTenantRPS,
 			PerTenantBurst: rl.PerTenantBurst, MaxBuckets: rl.MaxBuckets, RedisTimeout: "20ms"}}
 }
@@ -304,6 +321,12 @@ func (c serveConfig) validate() error {
 	}
 	if _, err := parseDur("train.interval", c.Train.Interval); err != nil {
 		return err
+	}
+	if w, err := parseDur("feedback.window", c.Feedback.Window); err != nil || (c.Feedback.Enabled && w <= 0) {
+		return fmt.Errorf("feedback.window must be a positive duration, got %q", c.Feedback.Window)
+	}
+	if c.Feedback.PerUser < 0 || c.Feedback.MaxUsers < 0 {
+		return fmt.Errorf("feedback.per_user and feedback.max_users must not be negative")
 	}
 	if err := c.Train.Config.Validate(); err != nil {
 		return err
@@ -489,6 +512,11 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		return nil, err
 	}
 	opts.Trainer = n.trainer
+	if fc := cfg.Feedback; fc.Enabled {
+		window, _ := parseDur("feedback.window", fc.Window)
+		opts.Feedback = feedback.New(feedback.Options{Window: window, PerUser: fc.PerUser, MaxUsers: fc.MaxUsers,
+			Engagements: fc.Engagements}, n.metrics.Registry)
+	}
 	n.api = api.New(svc, reader, n.pipe, n.metrics, logger, opts)
 	return n, nil
 }

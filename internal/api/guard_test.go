@@ -196,6 +196,7 @@ func TestEveryRouteRequiresItsScope(t *testing.T) {
 		"POST /v1/rank":                  {scope: auth.ScopeRead, path: "/v1/rank", body: `{"user":"u1","items":["i1","i2"]}`, code: 200},
 		"GET /v1/features/{entity}/{id}": {scope: auth.ScopeRead, path: "/v1/features/user/u1", code: 200},
 		"POST /v1/admin/train":           {scope: auth.ScopeAdmin, path: "/v1/admin/train", code: 501},
+		"GET /v1/admin/feedback":         {scope: auth.ScopeAdmin, path: "/v1/admin/feedback", code: 501},
 		"DELETE /v1/users/{user}":        {scope: auth.ScopeAdmin, path: "/v1/users/u9", code: 200},
 		"PUT /v1/users/{user}/consent":   {scope: auth.ScopeIngest, path: "/v1/users/u8/consent", body: `{"personalization":false}`, code: 200},
 		"GET /v1/users/{user}/consent":   {scope: auth.ScopeRead, path: "/v1/users/u8/consent", code: 200},

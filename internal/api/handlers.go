@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,6 +81,9 @@ func (s *Server) postEvents(w http.ResponseWriter, r *http.Request) {
 	if s.m != nil {
 		s.m.Events.WithLabelValues("accepted").Add(float64(res.Accepted))
 		s.m.Events.WithLabelValues("duplicate").Add(float64(res.Duplicates))
+	}
+	if (err == nil || errors.Is(err, ingest.ErrApplyPending)) && s.opts.Feedback != nil {
+		s.opts.Feedback.Observe(stored(batch.Events, res.Refused))
 	}
 	switch {
 	case errors.Is(err, ingest.ErrApplyPending):
@@ -236,7 +240,45 @@ func (s *Server) getRecommendations(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadTimeout)
 	defer cancel()
 	res := s.p.Recommend(ctx, recommend.Request{User: user, K: k, IncludeSeen: seen, Explain: explain, Exclude: exclude})
+	s.served(user, res)
 	s.respond(w, r, recommendResponse{User: user}, res)
+}
+
+// served tells the feedback tracker what user was shown. Users who withheld
+// personalisation consent are served anonymously and not tracked.
+func (s *Server) served(user string, res recommend.Response) {
+	if s.opts.Feedback == nil || res.Anonymous() || len(res.Items) == 0 {
+		return
+	}
+	ids := make([]string, len(res.Items))
+	for i, it := range res.Items {
+		ids[i] = it.Item
+	}
+	s.opts.Feedback.Served(user, res.Model, ids)
+}
+
+// stored is evs without the refused indices.
+func stored(evs []event.Interaction, refused []int) []event.Interaction {
+	if len(refused) == 0 {
+		return evs
+	}
+	out := make([]event.Interaction, 0, len(evs)-len(refused))
+	for i := range evs {
+		if !slices.Contains(refused, i) {
+			out = append(out, evs[i])
+		}
+	}
+	return out
+}
+
+// getFeedback reports engagement by model and position (admin).
+func (s *Server) getFeedback(w http.ResponseWriter, r *http.Request) {
+	if s.opts.Feedback == nil {
+		writeError(w, r, http.StatusNotImplemented, "not_implemented", "feedback tracking is not enabled on this node")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"feedback": s.opts.Feedback.Report(), "users_tracked": s.opts.Feedback.Users(),
+		"request_id": RequestID(r.Context())})
 }
 
 func (s *Server) getSimilar(w http.ResponseWriter, r *http.Request) {
@@ -297,7 +339,9 @@ func (s *Server) postRank(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadTimeout)
 	defer cancel()
-	s.respond(w, r, recommendResponse{User: req.User}, s.p.Rank(ctx, req.User, req.Items, req.Explain))
+	res := s.p.Rank(ctx, req.User, req.Items, req.Explain)
+	s.served(req.User, res)
+	s.respond(w, r, recommendResponse{User: req.User}, res)
 }
 
 type featureValue struct {
@@ -392,6 +436,9 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
 		err = s.w.EraseUser(ctx, user)
 	}
 	s.audit(r, "user.erase", user, err, map[string]any{"redacted_records": redacted})
+	if s.opts.Feedback != nil && (err == nil || errors.Is(err, ingest.ErrCannotRedact)) {
+		s.opts.Feedback.Forget(user)
+	}
 	switch {
 	case errors.Is(err, ingest.ErrCannotRedact):
 		// The state is gone; the log cannot rewrite records. Say so.

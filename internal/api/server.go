@@ -23,6 +23,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/auth"
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/feedback"
 	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/recommend"
@@ -90,6 +91,10 @@ type Options struct {
 	MaxInFlight int
 	// Trainer serves POST /v1/admin/train (*train.Job); nil answers 501.
 	Trainer Trainer
+	// Feedback, when set, remembers the lists served by the recommendation
+	// and rank endpoints and attributes accepted engagements to them;
+	// GET /v1/admin/feedback reports it.
+	Feedback *feedback.Tracker
 }
 
 // Trainer rebuilds trained models from the log, one run at a time.
@@ -159,6 +164,7 @@ func New(w Writer, f FeatureReader, p *recommend.Pipeline, m *observe.Metrics, l
 		{http.MethodPost, "/v1/rank", auth.ScopeRead, s.postRank},
 		{http.MethodGet, "/v1/features/{entity}/{id}", auth.ScopeRead, s.getFeatures},
 		{http.MethodPost, "/v1/admin/train", auth.ScopeAdmin, s.postTrain},
+		{http.MethodGet, "/v1/admin/feedback", auth.ScopeAdmin, s.getFeedback},
 		{http.MethodDelete, "/v1/users/{user}", auth.ScopeAdmin, s.deleteUser},
 		{http.MethodPut, "/v1/users/{user}/consent", auth.ScopeIngest, s.putConsent},
 		{http.MethodGet, "/v1/users/{user}/consent", auth.ScopeRead, s.getConsent},

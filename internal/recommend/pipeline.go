@@ -98,6 +98,10 @@ type Response struct {
 	anonymous   bool // the user withheld personalisation consent
 }
 
+// Anonymous reports that the user withheld personalisation consent and was
+// served as an anonymous user.
+func (r Response) Anonymous() bool { return r.anonymous }
+
 // Pipeline produces recommendations. It is safe for concurrent use.
 type Pipeline struct {
 	bind func(ctx context.Context) Features

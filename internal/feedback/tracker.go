@@ -1,0 +1,261 @@
+package feedback
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ripple-rec/ripple/internal/event"
+)
+
+// Options bound the tracker.
+type Options struct {
+	// Window is how long after a list was served an engagement with one of
+	// its items is attributed to it.
+	Window time.Duration
+	// PerUser is how many recent lists are kept per user.
+	PerUser int
+	// MaxUsers bounds the users remembered; the longest-idle go first.
+	MaxUsers int
+	// Engagements are the event types attributed (default click, cart,
+	// purchase).
+	Engagements []string
+	// MaxModels bounds the model versions reported (oldest dropped).
+	MaxModels int
+}
+
+// DefaultOptions: 30 minutes, 5 lists per user, 200,000 users.
+func DefaultOptions() Options {
+	return Options{Window: 30 * time.Minute, PerUser: 5, MaxUsers: 200_000,
+		Engagements: []string{"click", "cart", "purchase"}, MaxModels: 16}
+}
+
+// Buckets are the position groups metrics and reports use.
+var Buckets = []string{"1", "2", "3", "4-5", "6-10", "11-20", "21+"}
+
+func bucket(pos int) int { // pos is 1-based
+	switch {
+	case pos <= 3:
+		return pos - 1
+	case pos <= 5:
+		return 3
+	case pos <= 10:
+		return 4
+	case pos <= 20:
+		return 5
+	}
+	return 6
+}
+
+// list is one served recommendation list.
+type list struct {
+	at     time.Time
+	model  string
+	pos    map[string]int  // item → 1-based position
+	credit map[string]bool // item+"\x00"+type already counted
+}
+
+type userLists struct {
+	lists []*list // oldest first
+	last  time.Time
+}
+
+// counts per model and bucket.
+type counts struct {
+	impressions [7]float64
+	engaged     map[string]*[7]float64 // by event type
+	first       time.Time
+}
+
+// Tracker attributes engagements to served lists. It is safe for
+// concurrent use; every call is O(list length) under one mutex.
+type Tracker struct {
+	opts   Options
+	engage map[string]bool
+	mu     sync.Mutex
+	users  map[string]*userLists
+	models map[string]*counts
+	m      *metrics
+	now    func() time.Time
+}
+
+// New returns a tracker; metrics are registered on r when not nil.
+func New(opts Options, r prometheus.Registerer) *Tracker {
+	d := DefaultOptions()
+	if opts.Window <= 0 {
+		opts.Window = d.Window
+	}
+	if opts.PerUser <= 0 {
+		opts.PerUser = d.PerUser
+	}
+	if opts.MaxUsers <= 0 {
+		opts.MaxUsers = d.MaxUsers
+	}
+	if len(opts.Engagements) == 0 {
+		opts.Engagements = d.Engagements
+	}
+	if opts.MaxModels <= 0 {
+		opts.MaxModels = d.MaxModels
+	}
+	t := &Tracker{opts: opts, engage: map[string]bool{}, users: map[string]*userLists{},
+		models: map[string]*counts{}, m: newMetrics(r), now: time.Now}
+	for _, e := range opts.Engagements {
+		t.engage[e] = true
+	}
+	return t
+}
+
+// family is a model name without its version: blend@7 → blend. Metrics
+// carry the family, so a new version per training run adds no series.
+func family(model string) string {
+	if i := strings.IndexByte(model, '@'); i >= 0 {
+		return model[:i]
+	}
+	return model
+}
+
+// Served records that items were shown to user, best first, by model.
+func (t *Tracker) Served(user, model string, items []string) {
+	if user == "" || len(items) == 0 {
+		return
+	}
+	now := t.now()
+	l := &list{at: now, model: model, pos: make(map[string]int, len(items))}
+	for i, it := range items {
+		if _, dup := l.pos[it]; !dup {
+			l.pos[it] = i + 1
+		}
+	}
+	fam := family(model)
+	t.mu.Lock()
+	u := t.users[user]
+	if u == nil {
+		if len(t.users) >= t.opts.MaxUsers {
+			t.evictLocked(now)
+		}
+		u = &userLists{}
+		t.users[user] = u
+	}
+	u.last = now
+	if len(u.lists) == t.opts.PerUser {
+		copy(u.lists, u.lists[1:])
+		u.lists = u.lists[:len(u.lists)-1]
+	}
+	u.lists = append(u.lists, l)
+	c := t.countsLocked(model, now)
+	for i := range items {
+		c.impressions[bucket(i+1)]++
+	}
+	t.mu.Unlock()
+	for i := range items {
+		t.m.impressions.WithLabelValues(fam, Buckets[bucket(i+1)]).Inc()
+	}
+}
+
+// Observe attributes accepted interactions to the lists that showed their
+// items within the window: each (list, item, type) counts once, so a
+// retried event is not counted twice.
+func (t *Tracker) Observe(evs []event.Interaction) {
+	now := t.now()
+	type hit struct {
+		fam, typ string
+		b        int
+	}
+	var hits []hit
+	t.mu.Lock()
+	for i := range evs {
+		e := &evs[i]
+		if !t.engage[e.Type] {
+			continue
+		}
+		u := t.users[e.User]
+		if u == nil {
+			continue
+		}
+		// Newest list first: the engagement is credited to the latest
+		// list that showed the item.
+		for k := len(u.lists) - 1; k >= 0; k-- {
+			l := u.lists[k]
+			if now.Sub(l.at) > t.opts.Window {
+				break
+			}
+			p, ok := l.pos[e.Item]
+			if !ok {
+				continue
+			}
+			key := e.Item + "\x00" + e.Type
+			if l.credit[key] {
+				break
+			}
+			if l.credit == nil {
+				l.credit = map[string]bool{}
+			}
+			l.credit[key] = true
+			c := t.countsLocked(l.model, now)
+			if c.engaged[e.Type] == nil {
+				c.engaged[e.Type] = &[7]float64{}
+			}
+			c.engaged[e.Type][bucket(p)]++
+			hits = append(hits, hit{family(l.model), e.Type, bucket(p)})
+			break
+		}
+	}
+	t.mu.Unlock()
+	for _, h := range hits {
+		t.m.engaged.WithLabelValues(h.fam, Buckets[h.b], h.typ).Inc()
+	}
+}
+
+// Forget drops everything remembered about user (erasure).
+func (t *Tracker) Forget(user string) {
+	t.mu.Lock()
+	delete(t.users, user)
+	t.mu.Unlock()
+}
+
+func (t *Tracker) countsLocked(model string, now time.Time) *counts {
+	c := t.models[model]
+	if c == nil {
+		if len(t.models) >= t.opts.MaxModels {
+			oldest := ""
+			for name, m := range t.models {
+				if oldest == "" || m.first.Before(t.models[oldest].first) {
+					oldest = name
+				}
+			}
+			delete(t.models, oldest)
+		}
+		c = &counts{engaged: map[string]*[7]float64{}, first: now}
+		t.models[model] = c
+	}
+	return c
+}
+
+// evictLocked drops lists past the window, then, if still full, the
+// longest-idle tenth of users: amortised O(1) per Served.
+func (t *Tracker) evictLocked(now time.Time) {
+	for id, u := range t.users {
+		if now.Sub(u.last) > t.opts.Window {
+			delete(t.users, id)
+		}
+	}
+	if len(t.users) < t.opts.MaxUsers {
+		return
+	}
+	ids := slices.Collect(maps.Keys(t.users))
+	slices.SortFunc(ids, func(a, b string) int { return t.users[a].last.Compare(t.users[b].last) })
+	for _, id := range ids[:max(1, len(ids)/10)] {
+		delete(t.users, id)
+	}
+}
+
+// Users is how many users are remembered.
+func (t *Tracker) Users() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.users)
+}
