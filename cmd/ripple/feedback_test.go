@@ -44,6 +44,12 @@ func TestFeedbackAttributesClicks(t *testing.T) {
 	assert.Equal(t, "2", pos2["position"])
 	assert.Equal(t, 1.0, pos2["engagements"])
 
+	code, body = callJSON(t, h, "GET", "/v1/recommendations/u3?k=5&explore=true")
+	require.Equal(t, 200, code)
+	assert.Equal(t, true, body["items"].([]any)[2].(map[string]any)["explore"], "the exploration slot is marked")
+	code, _ = callJSON(t, h, "GET", "/v1/recommendations/u3?k=5&explore=maybe")
+	assert.Equal(t, 400, code)
+
 	code, _ = callJSON(t, h, "GET", "/v1/recommendations/u4?k=5")
 	require.Equal(t, 200, code)
 	code, _ = callJSON(t, h, "DELETE", "/v1/users/u4")

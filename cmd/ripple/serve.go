@@ -516,6 +516,7 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		window, _ := parseDur("feedback.window", fc.Window)
 		opts.Feedback = feedback.New(feedback.Options{Window: window, PerUser: fc.PerUser, MaxUsers: fc.MaxUsers,
 			Engagements: fc.Engagements}, n.metrics.Registry)
+		n.pipe.Explorer = opts.Feedback
 	}
 	n.api = api.New(svc, reader, n.pipe, n.metrics, logger, opts)
 	return n, nil

@@ -225,6 +225,12 @@ func (s *Server) getRecommendations(w http.ResponseWriter, r *http.Request) {
 	}
 	explain, err1 := queryBool(r, "explain")
 	seen, err2 := queryBool(r, "include_seen")
+	var explore *bool
+	if r.URL.Query().Has("explore") {
+		v, err3 := queryBool(r, "explore")
+		err2 = errors.Join(err2, err3)
+		explore = &v
+	}
 	if err = errors.Join(err1, err2); err != nil {
 		writeError(w, r, http.StatusBadRequest, "invalid_parameter", err.Error())
 		return
@@ -239,7 +245,7 @@ func (s *Server) getRecommendations(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.opts.ReadTimeout)
 	defer cancel()
-	res := s.p.Recommend(ctx, recommend.Request{User: user, K: k, IncludeSeen: seen, Explain: explain, Exclude: exclude})
+	res := s.p.Recommend(ctx, recommend.Request{User: user, K: k, IncludeSeen: seen, Explain: explain, Exclude: exclude, Explore: explore})
 	s.served(user, res)
 	s.respond(w, r, recommendResponse{User: user}, res)
 }

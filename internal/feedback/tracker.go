@@ -79,6 +79,7 @@ type Tracker struct {
 	mu     sync.Mutex
 	users  map[string]*userLists
 	models map[string]*counts
+	items  map[string]*[2]float64 // impressions, engagements per item: the exploration slot's evidence
 	m      *metrics
 	now    func() time.Time
 }
@@ -102,7 +103,7 @@ func New(opts Options, r prometheus.Registerer) *Tracker {
 		opts.MaxModels = d.MaxModels
 	}
 	t := &Tracker{opts: opts, engage: map[string]bool{}, users: map[string]*userLists{},
-		models: map[string]*counts{}, m: newMetrics(r), now: time.Now}
+		models: map[string]*counts{}, items: map[string]*[2]float64{}, m: newMetrics(r), now: time.Now}
 	for _, e := range opts.Engagements {
 		t.engage[e] = true
 	}
@@ -147,8 +148,9 @@ func (t *Tracker) Served(user, model string, items []string) {
 	}
 	u.lists = append(u.lists, l)
 	c := t.countsLocked(model, now)
-	for i := range items {
+	for i, it := range items {
 		c.impressions[bucket(i+1)]++
+		t.itemLocked(it)[0]++
 	}
 	t.mu.Unlock()
 	for i := range items {
@@ -200,6 +202,7 @@ func (t *Tracker) Observe(evs []event.Interaction) {
 				c.engaged[e.Type] = &[7]float64{}
 			}
 			c.engaged[e.Type][bucket(p)]++
+			t.itemLocked(e.Item)[1]++
 			hits = append(hits, hit{family(l.model), e.Type, bucket(p)})
 			break
 		}
@@ -207,6 +210,39 @@ func (t *Tracker) Observe(evs []event.Interaction) {
 	t.mu.Unlock()
 	for _, h := range hits {
 		t.m.engaged.WithLabelValues(h.fam, Buckets[h.b], h.typ).Inc()
+	}
+}
+
+// maxItems bounds the per-item counters the exploration slot reads.
+const maxItems = 1 << 20
+
+func (t *Tracker) itemLocked(item string) *[2]float64 {
+	c := t.items[item]
+	if c == nil {
+		if len(t.items) >= maxItems {
+			n := 0 // drop a tenth, arbitrary (map order): counters restart at the prior
+			for id := range t.items {
+				delete(t.items, id)
+				if n++; n >= maxItems/10 {
+					break
+				}
+			}
+		}
+		c = &[2]float64{}
+		t.items[item] = c
+	}
+	return c
+}
+
+// ItemStats fills each item's impressions and engagements so far (the
+// exploration slot's evidence).
+func (t *Tracker) ItemStats(items []string, impressions, engagements []float64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, it := range items {
+		if c := t.items[it]; c != nil {
+			impressions[i], engagements[i] = c[0], c[1]
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"sort"
 	"sync"
 
@@ -42,6 +43,16 @@ type Config struct {
 	WeightPopular    float64 `yaml:"weight_popular"`
 	Diversity        float64 `yaml:"diversity"` // 0..1: score × (1-d)^(items already shown from the category)
 	MaxK             int     `yaml:"max_k"`
+	// ExploreRate is the share of requests (0..1) that get one exploration
+	// slot, unless the request says explore=true|false. The slot, at
+	// ExplorePosition (1-based, at most k), goes to the item Thompson
+	// sampling picks among the next ExplorePool candidates below the list:
+	// Beta(1+engagements, 1+impressions−engagements) from the feedback
+	// loop, so items never shown are tried and items shown without effect
+	// fade.
+	ExploreRate     float64 `yaml:"explore_rate"`
+	ExplorePosition int     `yaml:"explore_position"`
+	ExplorePool     int     `yaml:"explore_pool"`
 }
 
 // DefaultConfig is what the server and `ripple eval` use unless configured.
@@ -51,6 +62,7 @@ func DefaultConfig() Config {
 		TopCategories: 3, PerCategory: 50, Popular: 50,
 		WeightCovis: 1, WeightCategory: 0.2, WeightPopular: 0.02,
 		Diversity: 0.1, MaxK: 500,
+		ExploreRate: 0, ExplorePosition: 3, ExplorePool: 50,
 	}
 }
 
@@ -71,6 +83,9 @@ type Request struct {
 	IncludeSeen bool
 	Explain     bool
 	Exclude     []string
+	// Explore forces the exploration slot on or off; nil follows
+	// Config.ExploreRate.
+	Explore *bool
 }
 
 // Reason explains one contribution to an item's score.
@@ -84,6 +99,7 @@ type Reason struct {
 type Item struct {
 	Item     string         `json:"item"`
 	Score    float64        `json:"score"`
+	Explore  bool           `json:"explore,omitempty"` // placed by the exploration slot, not by its score
 	Reasons  []Reason       `json:"reasons,omitempty"`
 	Features map[string]any `json:"features,omitempty"`
 }
@@ -96,6 +112,11 @@ type Response struct {
 	Candidates  int
 	ColdStart   bool
 	anonymous   bool // the user withheld personalisation consent
+}
+
+// Explorer reports items' impressions and engagements so far.
+type Explorer interface {
+	ItemStats(items []string, impressions, engagements []float64)
 }
 
 // Anonymous reports that the user withheld personalisation consent and was
@@ -113,6 +134,9 @@ type Pipeline struct {
 	// score, diversify) under one "recommend" span; nil records nothing.
 	// Spans carry counts and levels, never the user id.
 	Tracer trace.Tracer
+	// Explorer gives the exploration slot each candidate's engagement
+	// history; nil samples every candidate from Beta(1, 1).
+	Explorer Explorer
 	// Models returns the trained model set serving now (nil: none, the
 	// streaming sources alone rank). It is read once per request, so a
 	// swap never mixes two versions in one answer.
@@ -326,9 +350,70 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	_, s = tr.Start(ctx, "recommend.diversify")
 	resp.Items = p.diversify(list, k, req.Explain)
 	endStage(s, "ripple.items", len(resp.Items))
+	if p.exploring(req) {
+		resp.Items = p.explore(resp.Items, list, k, req.Explain)
+	}
 	fold(f, &resp)
 	endRequest(span, k, &resp)
 	return resp
+}
+
+// exploring decides whether this request gets an exploration slot.
+func (p *Pipeline) exploring(req Request) bool {
+	if req.Explore != nil {
+		return *req.Explore
+	}
+	return p.cfg.ExploreRate > 0 && rand.Float64() < p.cfg.ExploreRate
+}
+
+// explore puts, at ExplorePosition, the candidate Thompson sampling picks
+// among the ExplorePool best candidates not already in items. list is the
+// scored candidate list (its head sorted by diversify).
+func (p *Pipeline) explore(items []Item, list []*candidate, k int, explain bool) []Item {
+	in := make(map[string]bool, len(items))
+	for _, it := range items {
+		in[it.Item] = true
+	}
+	pool := make([]*candidate, 0, p.cfg.ExplorePool)
+	for _, x := range list {
+		if len(pool) == p.cfg.ExplorePool {
+			break
+		}
+		if !in[x.id] {
+			pool = append(pool, x)
+		}
+	}
+	if len(pool) == 0 {
+		return items
+	}
+	ids := make([]string, len(pool))
+	for i, x := range pool {
+		ids[i] = x.id
+	}
+	imp, eng := make([]float64, len(pool)), make([]float64, len(pool))
+	if p.Explorer != nil {
+		p.Explorer.ItemStats(ids, imp, eng)
+	}
+	best, bestDraw := 0, -1.0
+	for i := range pool {
+		if d := betaSample(1+eng[i], 1+max(imp[i]-eng[i], 0)); d > bestDraw {
+			best, bestDraw = i, d
+		}
+	}
+	x := pool[best]
+	it := toItem(x, x.score, explain)
+	it.Explore = true
+	if explain {
+		it.Reasons = append(it.Reasons, Reason{Source: "explore", Score: bestDraw})
+	}
+	pos := min(max(p.cfg.ExplorePosition, 1), k, len(items)+1) - 1
+	if len(items) == k {
+		items = items[:k-1] // the slot replaces the list's last item
+	}
+	items = append(items, Item{})
+	copy(items[pos+1:], items[pos:])
+	items[pos] = it
+	return items
 }
 
 // models is the set serving this request: nil when none is promoted, or
@@ -668,6 +753,12 @@ func (c Config) Validate() error {
 		if n.v < 0 || n.v > 100_000 {
 			return fmt.Errorf("recommend.%s must be 0..100000, got %d", n.name, n.v)
 		}
+	}
+	if math.IsNaN(c.ExploreRate) || c.ExploreRate < 0 || c.ExploreRate > 1 {
+		return fmt.Errorf("recommend.explore_rate must be in [0, 1], got %v", c.ExploreRate)
+	}
+	if c.ExplorePosition < 1 || c.ExplorePool < 1 || c.ExplorePool > 10_000 {
+		return fmt.Errorf("recommend.explore_position must be at least 1 and explore_pool 1..10000")
 	}
 	if c.MaxK < 1 || c.MaxK > 100_000 {
 		return fmt.Errorf("recommend.max_k must be 1..100000, got %d", c.MaxK)
