@@ -62,6 +62,9 @@ type Metrics struct {
 	// Coverage is the share of the catalogue that appears in at least one
 	// user's top CoverageK.
 	Coverage float64 `json:"coverage@10"`
+	// Curve is HR@k and NDCG@k for every k from 1 to Depth: the report's
+	// plots.
+	Curve []AtK `json:"curve,omitempty"`
 }
 
 // AtK are the scores at one cutoff.
@@ -93,7 +96,13 @@ type outcome struct {
 	ties   int      // other items scoring exactly the target's score
 	top    []string // the first CoverageK items
 	leaked int      // history items the model returned: always 0 for a correct model
+	cold   bool     // the user had at most ColdEvents input events
 }
+
+// ColdEvents is the most input events a cold-start user has: the segment
+// reported apart, since a model that only serves warm users well fails new
+// ones.
+const ColdEvents = 2
 
 // score aggregates outcomes, in case order so sums are reproducible.
 func score(outs []outcome, catalogue int) Metrics {
@@ -120,6 +129,21 @@ func score(outs []outcome, catalogue int) Metrics {
 	}
 	if catalogue > 0 {
 		m.Coverage = float64(len(covered)) / float64(catalogue)
+	}
+	// Curve: hits and gains by rank, accumulated over k.
+	byRank := make([]float64, Depth+1)
+	hitsAt := make([]int, Depth+1)
+	for _, o := range outs {
+		if o.rank > 0 && o.rank <= Depth {
+			byRank[o.rank] += Gain(o.rank)
+			hitsAt[o.rank]++
+		}
+	}
+	hits, gain := 0, 0.0
+	for k := 1; k <= Depth && len(outs) > 0; k++ {
+		hits += hitsAt[k]
+		gain += byRank[k]
+		m.Curve = append(m.Curve, AtK{K: k, Hits: hits, HR: float64(hits) / float64(len(outs)), NDCG: gain / float64(len(outs))})
 	}
 	return m
 }

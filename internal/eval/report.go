@@ -31,8 +31,10 @@ type Report struct {
 	Published []Published   `json:"published,omitempty"`
 	Timings   Timings       `json:"timings"`
 	Training  *Training     `json:"training,omitempty"`
-	Workers   int           `json:"workers"`
-	Created   time.Time     `json:"created"`
+	// VariantTraining describes the --compare variants' training.
+	VariantTraining []VariantTraining `json:"variant_training,omitempty"`
+	Workers         int               `json:"workers"`
+	Created         time.Time         `json:"created"`
 }
 
 // Counts describe the data behind the numbers.
@@ -62,6 +64,9 @@ type ModelResult struct {
 	// 0 is a bug in its seen filter.
 	HistoryReturned int     `json:"history_returned"`
 	EvalSeconds     float64 `json:"eval_s"`
+	// Cold is the metrics over cold-start users alone (at most ColdEvents
+	// input events); nil when there are none.
+	Cold *Metrics `json:"cold_users,omitempty"`
 }
 
 // Timings are wall-clock seconds.
@@ -83,6 +88,12 @@ type Training struct {
 	Components      []model.Component    `json:"components"`
 	StreamWeight    float64              `json:"stream_weight"`
 	Skipped         []string             `json:"skipped,omitempty"`
+}
+
+// VariantTraining is one compared variant's training.
+type VariantTraining struct {
+	Name string `json:"name"`
+	Training
 }
 
 func trainingInfo(res *train.Result) *Training {
@@ -139,7 +150,8 @@ func (r *Report) FileStem() string {
 	return s
 }
 
-// Save writes dir/<FileStem>.md and .json and returns their paths.
+// Save writes dir/<FileStem>.md, .json and .html (the plots) and returns
+// the first two paths.
 func (r *Report) Save(dir string) (md, js string, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", "", err
@@ -157,6 +169,13 @@ func (r *Report) Save(dir string) (md, js string, err error) {
 		return "", "", err
 	}
 	if err := os.WriteFile(js, jb.Bytes(), 0o644); err != nil {
+		return "", "", err
+	}
+	var hb bytes.Buffer
+	if err := r.WriteHTML(&hb); err != nil {
+		return "", "", err
+	}
+	if err := os.WriteFile(filepath.Join(dir, r.FileStem()+".html"), hb.Bytes(), 0o644); err != nil {
 		return "", "", err
 	}
 	return md, js, nil
@@ -230,6 +249,20 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "%s %s %s", sep, m.Model, thousands(m.TiedTargets))
 	}
 	b.WriteString("\n")
+	if len(r.Models) > 0 && r.Models[0].Cold != nil {
+		fmt.Fprintf(&b, "- cold-start users (at most %d input events, %s of them), NDCG@10 / HR@10:", ColdEvents, thousands(r.Models[0].Cold.Users))
+		for i, m := range r.Models {
+			if m.Cold == nil {
+				continue
+			}
+			sep := ","
+			if i == 0 {
+				sep = ""
+			}
+			fmt.Fprintf(&b, "%s %s %.4f / %.4f", sep, m.Model, m.Cold.NDCG(10), m.Cold.HR(10))
+		}
+		b.WriteString("\n")
+	}
 	for _, m := range r.Models {
 		if m.HistoryReturned > 0 {
 			fmt.Fprintf(&b, "- **%s returned %s history items: its seen filter is broken**\n", m.Model, thousands(m.HistoryReturned))
@@ -247,6 +280,13 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 	}
 	fmt.Fprintf(&b, ") with %d workers\n", r.Workers)
+	for _, v := range r.VariantTraining {
+		fmt.Fprintf(&b, "- training [%s]: %.2f s; serving %s;", v.Name, v.Seconds, v.Serving)
+		for _, val := range v.Validation {
+			fmt.Fprintf(&b, " %s %.4f", val.Source, val.NDCG10)
+		}
+		b.WriteString("\n")
+	}
 	if tr := r.Training; tr != nil {
 		fmt.Fprintf(&b, "- training: %.2f s; serving %s; tuned on %s validation items (each user's last training event):", tr.Seconds, tr.Serving, thousands(tr.ValidationUsers))
 		for i, v := range tr.Validation {

@@ -39,10 +39,24 @@ type Options struct {
 	Train      *train.Config     // nil: train.DefaultConfig()
 	// NoTrain evaluates the streaming pipeline alone, without trained models.
 	NoTrain bool
+	// Variants are further configurations evaluated in the same run, on
+	// the same split and replay (ripple eval --compare): each trains its own
+	// models with its train config and serves through its recommend config.
+	Variants []Variant
+	// MF shapes the matrix-factorisation baseline (nil: DefaultMFParams);
+	// it runs when the catalogue has at most MF.MaxItems items.
+	MF *MFParams
 	// Progress, when set, is told how far each stage ("replay", then one
 	// per model) has got. Calls never overlap and done never decreases
 	// within a stage.
 	Progress func(stage string, done, total int)
+}
+
+// Variant is one configuration under comparison.
+type Variant struct {
+	Name      string
+	Recommend *recommend.Config // nil: the run's
+	Train     *train.Config     // nil: the run's
 }
 
 // Model names as they appear in reports.
@@ -114,22 +128,55 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		r    ranker
 	}
 	models := []entry{{ModelServing, Serving{recommend.New(engine, rcfg)}}}
-	if !opt.NoTrain {
-		tcfg := train.DefaultConfig()
-		if opt.Train != nil {
-			tcfg = *opt.Train
+	trained := func(label string, rc recommend.Config, tc *train.Config) error {
+		if tc == nil {
+			c := train.DefaultConfig()
+			if opt.Train != nil {
+				c = *opt.Train
+			}
+			tc = &c
 		}
-		progress("train", 0, 1)
-		res, err := train.Train(ctx, h.Train, tcfg, &train.Stream{Features: fcfg, Recommend: rcfg})
+		progress("train "+label, 0, 1)
+		res, err := train.Train(ctx, h.Train, *tc, &train.Stream{Features: fcfg, Recommend: rc})
 		if err != nil {
-			return nil, fmt.Errorf("train: %w", err)
+			return fmt.Errorf("train %s: %w", label, err)
 		}
-		progress("train", 1, 1)
+		progress("train "+label, 1, 1)
 		res.Set.Name = "blend@eval"
-		r.Training = trainingInfo(res)
-		p := recommend.New(engine, rcfg)
+		name := ModelTrained + " (" + res.Serving + ")"
+		if label != "" {
+			name = ModelTrained + " [" + label + "] (" + res.Serving + ")"
+		}
+		if r.Training == nil {
+			r.Training = trainingInfo(res)
+		} else {
+			r.VariantTraining = append(r.VariantTraining, VariantTraining{Name: label, Training: *trainingInfo(res)})
+		}
+		p := recommend.New(engine, rc)
 		p.Models = func() *model.Set { return res.Set }
-		models = append(models, entry{ModelTrained + " (" + res.Serving + ")", Serving{p}})
+		models = append(models, entry{name, Serving{p}})
+		return nil
+	}
+	if !opt.NoTrain {
+		if err := trained("", rcfg, nil); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range opt.Variants {
+		rc := rcfg
+		if v.Recommend != nil {
+			rc = *v.Recommend
+		}
+		if err := trained(v.Name, rc, v.Train); err != nil {
+			return nil, err
+		}
+	}
+	mfp := DefaultMFParams()
+	if opt.MF != nil {
+		mfp = *opt.MF
+	}
+	if d.Items <= mfp.MaxItems {
+		models = append(models, entry{ModelMF, NewMF(h.Train, mfp)})
 	}
 	models = append(models, entry{ModelPopRec, NewPopRec(h.Train)})
 	evalStart := time.Now()
@@ -207,6 +254,7 @@ func evaluateCase(ctx context.Context, r ranker, c *Case) (outcome, error) {
 	}
 	var o outcome
 	o.rank, o.ties = TargetRank(list, c.Target)
+	o.cold = len(c.History) <= ColdEvents
 	o.top = make([]string, 0, CoverageK)
 	for i, s := range list {
 		if i < CoverageK {
@@ -221,6 +269,17 @@ func evaluateCase(ctx context.Context, r ranker, c *Case) (outcome, error) {
 
 func result(name string, outs []outcome, catalogue int, took time.Duration) ModelResult {
 	m := ModelResult{Model: name, Metrics: score(outs, catalogue), EvalSeconds: took.Seconds()}
+	var cold []outcome
+	for _, o := range outs {
+		if o.cold {
+			cold = append(cold, o)
+		}
+	}
+	if len(cold) > 0 {
+		c := score(cold, catalogue)
+		c.Curve = nil
+		m.Cold = &c
+	}
 	for _, o := range outs {
 		if o.rank > 0 && o.ties > 0 {
 			m.TiedTargets++

@@ -21,7 +21,7 @@ const (
 	maxItems      = 1 << 26
 	maxEntries    = 1 << 30
 	maxIDLen      = 1 << 16
-	prealloc      = 1 << 16
+	prealloc      = 1 << 12
 )
 
 // ErrCorrupt means an artifact failed its checks: bad magic, a size out of
@@ -111,6 +111,9 @@ func (c *crcReader) count(what string, limit uint32) int {
 	n := c.u32()
 	if c.err == nil && n > limit {
 		c.err = fmt.Errorf("%w: %d %s (at most %d)", ErrCorrupt, n, what, limit)
+	}
+	if c.err != nil {
+		return 0 // never a size to allocate
 	}
 	return int(n)
 }

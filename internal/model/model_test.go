@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -151,4 +152,20 @@ func TestRegistryPromoteReopenPrune(t *testing.T) {
 	_, err = r3.Promote(NewSet("", m.Items, []Component{{Name: "transition", Table: m, History: 5, Decay: 0.5, Weight: 1}}), nil)
 	require.NoError(t, err)
 	assert.Equal(t, "blend@4", r3.Current().Name)
+}
+
+// TestHugeCountsAllocateNothing: a damaged length (an item id of 4 GB here,
+// found by the fuzzer) is rejected before anything is allocated for it.
+func TestHugeCountsAllocateNothing(t *testing.T) {
+	in := []byte("RPLM\x01\x00\x00\x00\x03\x00\x00\x00\x01\x00\x00\x00a\x01\x00\x00\x00b\xf5\xf5\xf5\xf5rest")
+	allocs := testing.AllocsPerRun(5, func() {
+		_, err := DecodeItemItem(bytes.NewReader(in))
+		require.ErrorIs(t, err, ErrCorrupt)
+	})
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	_, _ = DecodeItemItem(bytes.NewReader(in))
+	runtime.ReadMemStats(&ms)
+	assert.Less(t, ms.TotalAlloc-before, uint64(1<<20), "allocated %d bytes (%v allocs)", ms.TotalAlloc-before, allocs)
 }
