@@ -56,10 +56,6 @@ type Scores struct {
 	set     *Set
 }
 
-// negligible is the history weight, relative to the newest item's, below
-// which older items are not read.
-const negligible = 1e-4
-
 // Score sums, for every component, the component's rows of the user's
 // history (newest first), each weighed Weight·Decay^k. Unknown history
 // items contribute nothing. The caller releases the result.
@@ -77,10 +73,10 @@ func (s *Set) Score(history []string) *Scores {
 	}
 	for _, c := range s.Components {
 		w := c.Weight
-		// Past negligible weight the older history adds nothing a ranking
-		// can see: a decay of 0.3 reaches it within 6 items, not 50.
-		floor := c.Weight * negligible
-		for k := 0; k < len(idx) && k < c.History && w >= floor; k++ {
+		// The whole history is read, however small its weight gets:
+		// cutting at 1e-4 of the newest item's weight took 15% off the
+		// cost and 0.0015 off LastFM's NDCG@10 (0.0563 → 0.0548).
+		for k := 0; k < len(idx) && k < c.History; k++ {
 			if idx[k] >= 0 && w > 0 {
 				nbrs, ws := c.Table.Row(idx[k])
 				for n, j := range nbrs {
