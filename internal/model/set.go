@@ -79,8 +79,12 @@ func (s *Set) Score(history []string) *Scores {
 		for k := 0; k < len(idx) && k < c.History; k++ {
 			if idx[k] >= 0 && w > 0 {
 				nbrs, ws := c.Table.Row(idx[k])
+				row := sc.W // Add, inlined: this loop is most of a request's model cost
 				for n, j := range nbrs {
-					sc.Add(j, w*float64(ws[n]))
+					if row[j] == 0 {
+						sc.Touched = append(sc.Touched, j)
+					}
+					row[j] += w * float64(ws[n])
 				}
 			}
 			w *= c.Decay
