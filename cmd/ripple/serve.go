@@ -511,7 +511,7 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		n.close()
 		return nil, err
 	}
-	opts.Trainer = n.trainer
+	opts.Trainer, opts.Models = n.trainer, n.models
 	if fc := cfg.Feedback; fc.Enabled {
 		window, _ := parseDur("feedback.window", fc.Window)
 		opts.Feedback = feedback.New(feedback.Options{Window: window, PerUser: fc.PerUser, MaxUsers: fc.MaxUsers,

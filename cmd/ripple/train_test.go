@@ -124,3 +124,37 @@ func TestAdminTrainEmptyLog(t *testing.T) {
 	_, body = callJSON(t, n.api.Handler(), "GET", "/v1/recommendations/u1?k=3")
 	assert.Equal(t, "stream-covis-v1", body["model"])
 }
+
+// TestAdminModelsRollback: the kept versions are listed, an older one can
+// be made to serve again, and bad names are refused without a change.
+func TestAdminModelsRollback(t *testing.T) {
+	cfg, _, _ := demoNode(t, "u3")
+	ctx := context.Background()
+	for range 2 {
+		_, err := rebuild(ctx, cfg.DataDir, features.DefaultConfig(), cfg.Train, cfg.Recommend, true)
+		require.NoError(t, err)
+	}
+	n, err := openNode(ctx, cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer n.close()
+	h := n.api.Handler()
+	code, body := callJSON(t, h, "GET", "/v1/admin/models")
+	require.Equal(t, 200, code)
+	assert.Equal(t, "blend@2", body["serving"])
+	assert.Len(t, body["models"], 2)
+
+	code, body = callJSON(t, h, "POST", "/v1/admin/models/blend@1/activate")
+	require.Equal(t, 200, code, body)
+	_, body = callJSON(t, h, "GET", "/v1/recommendations/u3?k=5")
+	assert.Equal(t, "blend@1", body["model"])
+
+	code, _ = callJSON(t, h, "POST", "/v1/admin/models/blend@9/activate")
+	assert.Equal(t, 404, code)
+	code, _ = callJSON(t, h, "POST", "/v1/admin/models/nonsense/activate")
+	assert.Equal(t, 400, code)
+	require.NoError(t, os.WriteFile(filepath.Join(cfg.DataDir, "models", "knn@2.rmdl"), []byte("RPLMbroken"), 0o644))
+	code, _ = callJSON(t, h, "POST", "/v1/admin/models/blend@2/activate")
+	assert.Equal(t, 409, code)
+	_, body = callJSON(t, h, "GET", "/v1/recommendations/u3?k=5")
+	assert.Equal(t, "blend@1", body["model"], "a failed activation changes nothing")
+}

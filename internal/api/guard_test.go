@@ -188,21 +188,23 @@ func TestEveryRouteRequiresItsScope(t *testing.T) {
 		unauthenticated bool
 	}
 	cases := map[string]want{
-		"POST /v1/events":                {scope: auth.ScopeIngest, path: "/v1/events", body: `[{"user":"u3","item":"i1","type":"view"}]`, code: 202},
-		"POST /v1/items":                 {scope: auth.ScopeIngest, path: "/v1/items", body: `[{"item":"i7","categories":["c"]}]`, code: 202},
-		"PUT /v1/items/{item}":           {scope: auth.ScopeIngest, path: "/v1/items/i8", body: `{"categories":["c"]}`, code: 200},
-		"GET /v1/items/{item}/similar":   {scope: auth.ScopeRead, path: "/v1/items/i1/similar", code: 200},
-		"GET /v1/recommendations/{user}": {scope: auth.ScopeRead, path: "/v1/recommendations/u1", code: 200},
-		"POST /v1/rank":                  {scope: auth.ScopeRead, path: "/v1/rank", body: `{"user":"u1","items":["i1","i2"]}`, code: 200},
-		"GET /v1/features/{entity}/{id}": {scope: auth.ScopeRead, path: "/v1/features/user/u1", code: 200},
-		"POST /v1/admin/train":           {scope: auth.ScopeAdmin, path: "/v1/admin/train", code: 501},
-		"GET /v1/admin/feedback":         {scope: auth.ScopeAdmin, path: "/v1/admin/feedback", code: 501},
-		"DELETE /v1/users/{user}":        {scope: auth.ScopeAdmin, path: "/v1/users/u9", code: 200},
-		"PUT /v1/users/{user}/consent":   {scope: auth.ScopeIngest, path: "/v1/users/u8/consent", body: `{"personalization":false}`, code: 200},
-		"GET /v1/users/{user}/consent":   {scope: auth.ScopeRead, path: "/v1/users/u8/consent", code: 200},
-		"GET /healthz":                   {scope: public, path: "/healthz", code: 200, unauthenticated: true},
-		"GET /readyz":                    {scope: public, path: "/readyz", code: 200, unauthenticated: true},
-		"GET /metrics":                   {scope: public, path: "/metrics", code: 200, unauthenticated: true},
+		"POST /v1/events":                       {scope: auth.ScopeIngest, path: "/v1/events", body: `[{"user":"u3","item":"i1","type":"view"}]`, code: 202},
+		"POST /v1/items":                        {scope: auth.ScopeIngest, path: "/v1/items", body: `[{"item":"i7","categories":["c"]}]`, code: 202},
+		"PUT /v1/items/{item}":                  {scope: auth.ScopeIngest, path: "/v1/items/i8", body: `{"categories":["c"]}`, code: 200},
+		"GET /v1/items/{item}/similar":          {scope: auth.ScopeRead, path: "/v1/items/i1/similar", code: 200},
+		"GET /v1/recommendations/{user}":        {scope: auth.ScopeRead, path: "/v1/recommendations/u1", code: 200},
+		"POST /v1/rank":                         {scope: auth.ScopeRead, path: "/v1/rank", body: `{"user":"u1","items":["i1","i2"]}`, code: 200},
+		"GET /v1/features/{entity}/{id}":        {scope: auth.ScopeRead, path: "/v1/features/user/u1", code: 200},
+		"POST /v1/admin/train":                  {scope: auth.ScopeAdmin, path: "/v1/admin/train", code: 501},
+		"GET /v1/admin/feedback":                {scope: auth.ScopeAdmin, path: "/v1/admin/feedback", code: 501},
+		"GET /v1/admin/models":                  {scope: auth.ScopeAdmin, path: "/v1/admin/models", code: 501},
+		"POST /v1/admin/models/{name}/activate": {scope: auth.ScopeAdmin, path: "/v1/admin/models/blend@1/activate", code: 501},
+		"DELETE /v1/users/{user}":               {scope: auth.ScopeAdmin, path: "/v1/users/u9", code: 200},
+		"PUT /v1/users/{user}/consent":          {scope: auth.ScopeIngest, path: "/v1/users/u8/consent", body: `{"personalization":false}`, code: 200},
+		"GET /v1/users/{user}/consent":          {scope: auth.ScopeRead, path: "/v1/users/u8/consent", code: 200},
+		"GET /healthz":                          {scope: public, path: "/healthz", code: 200, unauthenticated: true},
+		"GET /readyz":                           {scope: public, path: "/readyz", code: 200, unauthenticated: true},
+		"GET /metrics":                          {scope: public, path: "/metrics", code: 200, unauthenticated: true},
 	}
 	seen := map[string]bool{}
 	for _, rt := range n.s.routes {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
+	"github.com/ripple-rec/ripple/internal/model"
 	"github.com/ripple-rec/ripple/internal/recommend"
 	"github.com/ripple-rec/ripple/internal/train"
 )
@@ -275,6 +277,53 @@ func stored(evs []event.Interaction, refused []int) []event.Interaction {
 		}
 	}
 	return out
+}
+
+// getModels lists the kept model versions, newest first, and the one
+// serving (null: none, the streaming model serves).
+func (s *Server) getModels(w http.ResponseWriter, r *http.Request) {
+	reg := s.opts.Models
+	if reg == nil {
+		writeError(w, r, http.StatusNotImplemented, "not_implemented", "this node keeps no trained models")
+		return
+	}
+	mans, err := reg.Manifests()
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "listing models", "err", err)
+		writeError(w, r, http.StatusInternalServerError, "internal", "the model registry could not be read")
+		return
+	}
+	var serving any
+	if m := reg.CurrentManifest(); m != nil {
+		serving = m.Name
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"serving": serving, "models": mans, "request_id": RequestID(r.Context())})
+}
+
+// activateModel makes a kept version serve: a rollback. It holds until the
+// next training run promotes a newer one.
+func (s *Server) activateModel(w http.ResponseWriter, r *http.Request) {
+	reg := s.opts.Models
+	if reg == nil {
+		writeError(w, r, http.StatusNotImplemented, "not_implemented", "this node keeps no trained models")
+		return
+	}
+	name := r.PathValue("name")
+	man, err := reg.Activate(name)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		writeError(w, r, http.StatusNotFound, "model_not_found", "no kept model "+clip(name))
+	case errors.Is(err, model.ErrCorrupt):
+		writeError(w, r, http.StatusConflict, "model_unreadable", "model "+clip(name)+" failed its checks; the serving model stays")
+	case errors.Is(err, model.ErrBadName):
+		writeError(w, r, http.StatusBadRequest, "invalid_parameter", err.Error())
+	case err != nil:
+		s.log.ErrorContext(r.Context(), "activating model", "err", err)
+		writeError(w, r, http.StatusInternalServerError, "internal", "the model could not be activated; the serving model stays")
+	default:
+		s.audit(r, "model.activate", "", nil, map[string]any{"model": man.Name})
+		writeJSON(w, http.StatusOK, map[string]any{"serving": man.Name, "model": man, "request_id": RequestID(r.Context())})
+	}
 }
 
 // getFeedback reports engagement by model and position (admin).

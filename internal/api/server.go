@@ -25,6 +25,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/feedback"
 	"github.com/ripple-rec/ripple/internal/ingest"
+	"github.com/ripple-rec/ripple/internal/model"
 	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/recommend"
 	"github.com/ripple-rec/ripple/internal/train"
@@ -91,10 +92,20 @@ type Options struct {
 	MaxInFlight int
 	// Trainer serves POST /v1/admin/train (*train.Job); nil answers 501.
 	Trainer Trainer
+	// Models, when set, lists the kept model versions and makes one serve
+	// (GET /v1/admin/models, POST /v1/admin/models/{name}/activate).
+	Models ModelRegistry
 	// Feedback, when set, remembers the lists served by the recommendation
 	// and rank endpoints and attributes accepted engagements to them;
 	// GET /v1/admin/feedback reports it.
 	Feedback *feedback.Tracker
+}
+
+// ModelRegistry is the model versions a node keeps (*model.Registry).
+type ModelRegistry interface {
+	Manifests() ([]model.Manifest, error)
+	CurrentManifest() *model.Manifest
+	Activate(name string) (*model.Manifest, error)
 }
 
 // Trainer rebuilds trained models from the log, one run at a time.
@@ -165,6 +176,8 @@ func New(w Writer, f FeatureReader, p *recommend.Pipeline, m *observe.Metrics, l
 		{http.MethodGet, "/v1/features/{entity}/{id}", auth.ScopeRead, s.getFeatures},
 		{http.MethodPost, "/v1/admin/train", auth.ScopeAdmin, s.postTrain},
 		{http.MethodGet, "/v1/admin/feedback", auth.ScopeAdmin, s.getFeedback},
+		{http.MethodGet, "/v1/admin/models", auth.ScopeAdmin, s.getModels},
+		{http.MethodPost, "/v1/admin/models/{name}/activate", auth.ScopeAdmin, s.activateModel},
 		{http.MethodDelete, "/v1/users/{user}", auth.ScopeAdmin, s.deleteUser},
 		{http.MethodPut, "/v1/users/{user}/consent", auth.ScopeIngest, s.putConsent},
 		{http.MethodGet, "/v1/users/{user}/consent", auth.ScopeRead, s.getConsent},

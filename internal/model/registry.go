@@ -145,6 +145,30 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 	return man, nil
 }
 
+// ErrBadName means a name that is not blend@N.
+var ErrBadName = errors.New("model: not a blend name (blend@N)")
+
+// Activate makes the kept blend name serve again (a rollback, or a roll
+// forward after one): its artifacts are read and checked first, and
+// CURRENT is replaced only when they load.
+func (r *Registry) Activate(name string) (*Manifest, error) {
+	if !blendName.MatchString(name + ".json") {
+		return nil, fmt.Errorf("%w: %q", ErrBadName, name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set, man, err := r.load(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.writeFile(currentFile, func(f *os.File) error { _, err := f.WriteString(name + "\n"); return err }); err != nil {
+		return nil, err
+	}
+	r.cur.Store(set)
+	r.man.Store(man)
+	return man, nil
+}
+
 // writeFile writes name atomically: temp file, fsync, rename, fsync dir.
 func (r *Registry) writeFile(name string, write func(*os.File) error) error {
 	f, err := os.CreateTemp(r.dir, "."+name+".*")
