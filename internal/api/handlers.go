@@ -445,15 +445,15 @@ func (s *Server) postTrain(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotImplemented, "not_implemented", "training is not enabled on this node")
 		return
 	}
-	wait := false
+	waiting := false
 	if v := r.URL.Query().Get("wait"); v != "" {
 		var err error
-		if wait, err = strconv.ParseBool(v); err != nil {
+		if waiting, err = strconv.ParseBool(v); err != nil {
 			writeError(w, r, http.StatusBadRequest, "invalid_parameter", "wait must be true or false")
 			return
 		}
 	}
-	if !wait {
+	if !waiting {
 		status := "running"
 		if t.Start() {
 			status = "started"
@@ -461,11 +461,20 @@ func (s *Server) postTrain(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusAccepted, map[string]any{"status": status, "request_id": RequestID(r.Context())})
 		return
 	}
-	rep, err := t.Run(r.Context())
+	wait := s.opts.TrainWait
+	if wait <= 0 {
+		wait = DefaultTrainWait
+	}
+	// Training outlasts the server's write timeout: move this response's
+	// deadline (a writer that cannot is left as it is).
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 10*time.Second))
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	rep, err := t.Run(ctx)
 	switch {
 	case errors.Is(err, train.ErrNoData):
 		writeError(w, r, http.StatusConflict, "no_data", "the log holds no interactions to train on")
-	case r.Context().Err() != nil:
+	case ctx.Err() != nil:
 		writeError(w, r, http.StatusServiceUnavailable, "timeout", "stopped waiting; the training run goes on and is promoted when done")
 	case err != nil:
 		s.log.ErrorContext(r.Context(), "training failed", "err", err)

@@ -92,6 +92,10 @@ type Options struct {
 	MaxInFlight int
 	// Trainer serves POST /v1/admin/train (*train.Job); nil answers 501.
 	Trainer Trainer
+	// TrainWait bounds how long POST /v1/admin/train?wait=true waits (the
+	// connection's write deadline is moved past the server's for it); the
+	// run goes on after it. 0: DefaultTrainWait.
+	TrainWait time.Duration
 	// Models, when set, lists the kept model versions and makes one serve
 	// (GET /v1/admin/models, POST /v1/admin/models/{name}/activate).
 	Models ModelRegistry
@@ -107,6 +111,9 @@ type ModelRegistry interface {
 	CurrentManifest() *model.Manifest
 	Activate(name string) (*model.Manifest, error)
 }
+
+// DefaultTrainWait is how long a training request waits by default.
+const DefaultTrainWait = 30 * time.Minute
 
 // Trainer rebuilds trained models from the log, one run at a time.
 type Trainer interface {
@@ -313,6 +320,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	}
 	return w.ResponseWriter.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection (deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
