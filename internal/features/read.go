@@ -236,6 +236,11 @@ type trendSnapshot struct {
 	built  time.Time
 	global []Scored
 	byCat  map[string][]Scored
+	// Cold items have catalogue metadata but no trending signal yet (no
+	// events): newest first (Score is the wall ms of their last metadata
+	// update), all and per category, for the exploration slot.
+	coldGlobal []Scored
+	coldByCat  map[string][]Scored
 }
 
 func (t *trendIndex) invalidate() { t.stale.Store(true) }
@@ -291,7 +296,7 @@ func (e *Engine) buildTrending() *trendSnapshot {
 	if e.c.trending != nil {
 		hl = halfLife(e.c.trending)
 	}
-	s := &trendSnapshot{built: time.Now(), byCat: map[string][]Scored{}}
+	s := &trendSnapshot{built: time.Now(), byCat: map[string][]Scored{}, coldByCat: map[string][]Scored{}}
 	e.items.Range(func(id string, it *itemRow) bool {
 		it.mu.Lock()
 		score := math.Inf(-1)
@@ -299,12 +304,22 @@ func (e *Engine) buildTrending() *trendSnapshot {
 			score = it.trend.logScore(hl)
 		}
 		var cats []string
-		hidden := false
-		if it.meta != nil {
+		hidden, meta, updated := false, it.meta != nil, it.updated
+		if meta {
 			cats, hidden = it.meta.categories, it.meta.hidden
 		}
 		it.mu.Unlock()
-		if hidden || math.IsInf(score, -1) {
+		if hidden {
+			return true
+		}
+		if math.IsInf(score, -1) {
+			if meta {
+				sc := Scored{ID: id, Score: float64(updated), Ref: it.idx}
+				s.coldGlobal = append(s.coldGlobal, sc)
+				for _, c := range cats {
+					s.coldByCat[c] = append(s.coldByCat[c], sc)
+				}
+			}
 			return true
 		}
 		sc := Scored{ID: id, Score: score, Ref: it.idx}
@@ -315,13 +330,34 @@ func (e *Engine) buildTrending() *trendSnapshot {
 		return true
 	})
 	sortScored(s.global)
-	for c, l := range s.byCat {
-		sortScored(l)
-		if len(l) > perCategoryTrending {
-			s.byCat[c] = l[:perCategoryTrending:perCategoryTrending]
+	for _, m := range []map[string][]Scored{s.byCat, s.coldByCat} {
+		for c, l := range m {
+			sortScored(l)
+			if len(l) > perCategoryTrending {
+				m[c] = l[:perCategoryTrending:perCategoryTrending]
+			}
 		}
 	}
+	sortScored(s.coldGlobal)
+	if len(s.coldGlobal) > perCategoryTrending {
+		s.coldGlobal = s.coldGlobal[:perCategoryTrending:perCategoryTrending]
+	}
 	return s
+}
+
+// ColdItems returns up to n items of category ("" for any) that have
+// catalogue metadata but no events yet, newest first: the new items the
+// exploration slot can show before anything else would.
+func (e *Engine) ColdItems(category string, n int) []Scored {
+	snap := e.trendSnapshot()
+	list := snap.coldGlobal
+	if category != "" {
+		list = snap.coldByCat[category]
+	}
+	if len(list) > n {
+		list = list[:n]
+	}
+	return list
 }
 
 func sortScored(l []Scored) {

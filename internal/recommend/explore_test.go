@@ -104,3 +104,54 @@ func TestExploreConfigValidated(t *testing.T) {
 	c.ExplorePosition = 0
 	assert.Error(t, c.Validate())
 }
+
+// TestNewItemsGetExplored: an item with catalogue metadata and no events
+// reaches users of its category only through the exploration slot, and
+// does.
+func TestNewItemsGetExplored(t *testing.T) {
+	e := features.NewEngine(features.DefaultConfig(), nil)
+	ts := int64(1_700_000_000_000)
+	for i, id := range []string{"b1", "b2", "b3", "fresh", "hidden-new"} {
+		if id == "hidden-new" {
+			e.Apply(0, &event.Record{Kind: event.KindItem, Item: event.Item{ID: id, Categories: []string{"books"}, Hidden: true}})
+			continue
+		}
+		e.Apply(0, &event.Record{Kind: event.KindItem, Item: event.Item{ID: id, Categories: []string{"books"}}})
+		if id != "fresh" {
+			for u := range 3 {
+				ts += 1000
+				e.Apply(0, &event.Record{Kind: event.KindInteraction, Interaction: event.Interaction{
+					User: fmt.Sprint("u", u+i), Item: id, Type: "view", TS: ts}})
+			}
+		}
+	}
+	e.RefreshTrending()
+	cold := e.ColdItems("books", 10)
+	require.Len(t, cold, 1, "hidden items are never offered")
+	assert.Equal(t, "fresh", cold[0].ID)
+
+	cfg := DefaultConfig()
+	cfg.ExplorePool = 1
+	p := New(e, cfg)
+	on, off := true, false
+	for range 20 {
+		for _, it := range p.Recommend(context.Background(), Request{User: "u1", K: 2, Explore: &off}).Items {
+			assert.NotEqual(t, "fresh", it.Item, "no signal reaches a new item")
+		}
+	}
+	shown := 0
+	for range 40 {
+		for _, it := range p.Recommend(context.Background(), Request{User: "u1", K: 2, Explore: &on}).Items {
+			if it.Item == "fresh" {
+				assert.True(t, it.Explore)
+				shown++
+			}
+		}
+	}
+	assert.Positive(t, shown, "the exploration slot shows the new item")
+
+	// Once it has events it is no longer cold.
+	e.Apply(0, &event.Record{Kind: event.KindInteraction, Interaction: event.Interaction{User: "u9", Item: "fresh", Type: "view", TS: ts + 1000}})
+	e.RefreshTrending()
+	assert.Empty(t, e.ColdItems("books", 10))
+}

@@ -232,6 +232,8 @@ type candidates struct {
 	list    []*candidate
 	chunks  [][]candidate
 	explain bool
+	// cats are the user's top categories this request used.
+	cats []string
 	// The trained model's scores for this request, when one serves.
 	set    *model.Set
 	scores *model.Scores
@@ -264,6 +266,7 @@ func (c *candidates) release() {
 	c.chunks = c.chunks[:1]
 	clear(c.list)
 	c.list = c.list[:0]
+	c.cats = c.cats[:0]
 	candidatePool.Put(c)
 }
 
@@ -351,7 +354,7 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	resp.Items = p.diversify(list, k, req.Explain)
 	endStage(s, "ripple.items", len(resp.Items))
 	if p.exploring(req) {
-		resp.Items = p.explore(resp.Items, list, k, req.Explain)
+		resp.Items = p.explore(req, resp.Items, list, p.coldCandidates(f, c), k)
 	}
 	fold(f, &resp)
 	endRequest(span, k, &resp)
@@ -366,19 +369,65 @@ func (p *Pipeline) exploring(req Request) bool {
 	return p.cfg.ExploreRate > 0 && rand.Float64() < p.cfg.ExploreRate
 }
 
+// coldItems is implemented by feature state that knows items with metadata
+// but no events yet (the engine; not yet the Redis view).
+type coldItems interface {
+	ColdItems(category string, n int) []features.Scored
+}
+
+// coldPerRequest bounds the new items offered to one exploration slot.
+const coldPerRequest = 10
+
+// coldCandidates are new items (metadata, no events) from the user's top
+// categories, or from the whole catalogue for a user without any: the
+// exploration slot is how they get their first impressions.
+func (p *Pipeline) coldCandidates(f Features, c *candidates) []*candidate {
+	src, ok := f.(coldItems)
+	if !ok {
+		return nil
+	}
+	var out []*candidate
+	add := func(list []features.Scored) {
+		for _, it := range list {
+			if len(out) == coldPerRequest {
+				return
+			}
+			if c.byRef.get(it.Ref) == nil {
+				out = append(out, &candidate{id: it.ID, ref: it.Ref, known: true})
+			}
+		}
+	}
+	for _, cat := range c.cats {
+		add(src.ColdItems(cat, coldPerRequest))
+	}
+	if len(c.cats) == 0 {
+		add(src.ColdItems("", coldPerRequest))
+	}
+	return out
+}
+
 // explore puts, at ExplorePosition, the candidate Thompson sampling picks
-// among the ExplorePool best candidates not already in items. list is the
-// scored candidate list (its head sorted by diversify).
-func (p *Pipeline) explore(items []Item, list []*candidate, k int, explain bool) []Item {
-	in := make(map[string]bool, len(items))
+// among the ExplorePool best scored candidates not already in items (list's
+// head is sorted by diversify) and the new items offered (cold).
+func (p *Pipeline) explore(req Request, items []Item, list, cold []*candidate, k int) []Item {
+	explain := req.Explain
+	in := make(map[string]bool, len(items)+len(req.Exclude))
 	for _, it := range items {
 		in[it.Item] = true
 	}
-	pool := make([]*candidate, 0, p.cfg.ExplorePool)
+	for _, id := range req.Exclude {
+		in[id] = true
+	}
+	pool := make([]*candidate, 0, p.cfg.ExplorePool+len(cold))
 	for _, x := range list {
 		if len(pool) == p.cfg.ExplorePool {
 			break
 		}
+		if !in[x.id] {
+			pool = append(pool, x)
+		}
+	}
+	for _, x := range cold {
 		if !in[x.id] {
 			pool = append(pool, x)
 		}
@@ -511,6 +560,7 @@ func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, user 
 		sum := 0.0
 		for _, cat := range cats {
 			sum += cat.Score
+			c.cats = append(c.cats, cat.ID)
 		}
 		for _, cat := range cats {
 			if sum <= 0 {
