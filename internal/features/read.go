@@ -254,9 +254,14 @@ const perCategoryTrending = 500
 // category. Hidden items are left out.
 func (e *Engine) Trending(category string, n int) []Scored {
 	snap := e.trendSnapshot()
-	list := snap.global
+	return pick(snap.global, snap.byCat, category, n)
+}
+
+// pick is the first n of category's list (all's for "").
+func pick(all []Scored, byCat map[string][]Scored, category string, n int) []Scored {
+	list := all
 	if category != "" {
-		list = snap.byCat[category]
+		list = byCat[category]
 	}
 	if len(list) > n {
 		list = list[:n]
@@ -350,14 +355,7 @@ func (e *Engine) buildTrending() *trendSnapshot {
 // exploration slot can show before anything else would.
 func (e *Engine) ColdItems(category string, n int) []Scored {
 	snap := e.trendSnapshot()
-	list := snap.coldGlobal
-	if category != "" {
-		list = snap.coldByCat[category]
-	}
-	if len(list) > n {
-		list = list[:n]
-	}
-	return list
+	return pick(snap.coldGlobal, snap.coldByCat, category, n)
 }
 
 func sortScored(l []Scored) {
