@@ -44,8 +44,8 @@ is a serve config (YAML) whose recommend: and train: sections override the defau
 is reported under the file's name.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if protocol != eval.ProtocolLOO {
-				return fmt.Errorf("unknown protocol %q (accepted: %s)", protocol, eval.ProtocolLOO)
+			if protocol != eval.ProtocolLOO && protocol != eval.ProtocolStratified {
+				return fmt.Errorf("unknown protocol %q (accepted: %s, %s)", protocol, eval.ProtocolLOO, eval.ProtocolStratified)
 			}
 			sp, err := eval.ParseSplit(split)
 			if err != nil {
@@ -60,7 +60,7 @@ is reported under the file's name.`,
 			defer stop()
 
 			var bar *stageBar
-			opt := eval.Options{Split: sp, LimitUsers: limitUsers, NoTrain: noTrain}
+			opt := eval.Options{Split: sp, Protocol: protocol, LimitUsers: limitUsers, NoTrain: noTrain}
 			for _, path := range compare {
 				cfg, err := readServeConfig(path)
 				if err != nil {
@@ -104,7 +104,7 @@ is reported under the file's name.`,
 	f := cmd.Flags()
 	f.StringVar(&dataset, "dataset", "", "dataset file (required)")
 	f.StringVar(&format, "format", "", "seq, movielens, csv or ndjson (default: inferred from the file name)")
-	f.StringVar(&protocol, "protocol", eval.ProtocolLOO, "evaluation protocol: loo (leave-one-out, full ranking)")
+	f.StringVar(&protocol, "protocol", eval.ProtocolLOO, "evaluation protocol: loo (leave-one-out, full ranking) or stratified (per-user random 75/25, every held-out item relevant)")
 	f.StringVar(&split, "split", string(eval.SplitTest), "test (last item) or valid (second-to-last item)")
 	f.StringVar(&reportDir, "report-dir", "./eval-reports", "directory for the .md and .json reports")
 	f.StringVar(&name, "name", "", "dataset name in reports (default: from the file name)")

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,6 +124,9 @@ type Case struct {
 	User    string
 	History []string // input items, oldest first, repeats kept
 	Target  string
+	// Targets, when set, are all the held-out items (stratified protocol);
+	// Target is then empty.
+	Targets []string
 }
 
 // TargetInHistory reports a repeat consumption: the user had already seen
@@ -140,6 +145,62 @@ type Holdout struct {
 	// evaluated, but all their events are training input: they hold no
 	// evaluated target, and a live system would have learnt from them too.
 	Skipped int
+}
+
+// SplitStratified holds out, per user, a random (1-ratio) share of their
+// events, at least one, from users with at least 2 (Microsoft
+// Recommenders' python_stratified_split: per user, random, seeded). The
+// held-out distinct items not in the user's training input are the user's
+// relevant items; everything else is training input, replayed in event-time
+// order.
+func (d *Dataset) SplitStratified(ratio float64, seed uint64) (*Holdout, error) {
+	if ratio <= 0 || ratio >= 1 {
+		return nil, fmt.Errorf("ratio must be in (0, 1), got %v", ratio)
+	}
+	r := rand.New(rand.NewPCG(seed, 7))
+	h := &Holdout{}
+	var train []event.Interaction
+	for _, seq := range d.Users {
+		n := len(seq.Events)
+		if n < 2 {
+			h.Skipped++
+			train = append(train, seq.Events...)
+			continue
+		}
+		perm := r.Perm(n)
+		keep := min(max(int(math.Round(ratio*float64(n))), 1), n-1)
+		inTrain := make([]bool, n)
+		for _, i := range perm[:keep] {
+			inTrain[i] = true
+		}
+		c := Case{User: seq.User}
+		seen := map[string]bool{}
+		for i, e := range seq.Events {
+			if inTrain[i] {
+				train = append(train, e)
+				c.History = append(c.History, e.Item)
+				seen[e.Item] = true
+			}
+		}
+		for i, e := range seq.Events {
+			if !inTrain[i] && !seen[e.Item] {
+				seen[e.Item] = true
+				c.Targets = append(c.Targets, e.Item)
+			}
+		}
+		if len(c.Targets) == 0 {
+			continue // every held-out item was also trained on: nothing to find
+		}
+		h.Cases = append(h.Cases, c)
+	}
+	slices.SortStableFunc(train, func(a, b event.Interaction) int {
+		if c := cmp.Compare(a.TS, b.TS); c != 0 {
+			return c
+		}
+		return strings.Compare(a.User, b.User)
+	})
+	h.Train = train
+	return h, nil
 }
 
 // Split holds out each evaluated user's last item (SplitTest) or last two

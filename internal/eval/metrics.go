@@ -2,6 +2,7 @@ package eval
 
 import (
 	"math"
+	"slices"
 
 	"github.com/ripple-rec/ripple/internal/features"
 )
@@ -51,6 +52,30 @@ func TargetRank(list []features.Scored, target string) (rank, ties int) {
 	return rank, ties
 }
 
+// TargetRanks is TargetRank for several relevant items: each target's rank
+// counts every non-target item scoring at least as high (ties against it)
+// and the targets listed before it. Targets not in the list are left out;
+// the result is ascending.
+func TargetRanks(list []features.Scored, targets map[string]bool) []int {
+	var ranks []int
+	found := 0
+	for _, s := range list {
+		if !targets[s.ID] {
+			continue
+		}
+		r := 1 + found
+		for _, o := range list {
+			if !targets[o.ID] && o.Score >= s.Score {
+				r++
+			}
+		}
+		ranks = append(ranks, r)
+		found++
+	}
+	slices.Sort(ranks)
+	return ranks
+}
+
 // Gain is NDCG's discount for a single relevant item at rank: the ideal DCG
 // is 1, so NDCG@K is 1/log2(rank+1) when rank ≤ K and 0 otherwise.
 func Gain(rank int) float64 { return 1 / math.Log2(float64(rank)+1) }
@@ -67,12 +92,17 @@ type Metrics struct {
 	Curve []AtK `json:"curve,omitempty"`
 }
 
-// AtK are the scores at one cutoff.
+// AtK are the scores at one cutoff. With several relevant items per user
+// (the stratified protocol) HR is the share of users with at least one in
+// the top K and NDCG divides by the ideal DCG of min(relevant, K) items;
+// with one, both reduce to the leave-one-out definitions.
 type AtK struct {
-	K    int     `json:"k"`
-	Hits int     `json:"hits"`
-	HR   float64 `json:"hr"`
-	NDCG float64 `json:"ndcg"`
+	K         int     `json:"k"`
+	Hits      int     `json:"hits"`
+	HR        float64 `json:"hr"`
+	NDCG      float64 `json:"ndcg"`
+	Precision float64 `json:"precision"`
+	Recall    float64 `json:"recall"`
 }
 
 // HR is the hit rate at cutoff k (0 for a cutoff not computed).
@@ -90,8 +120,49 @@ func (m *Metrics) at(k int) AtK {
 	return AtK{K: k}
 }
 
+// at scores outs at cutoff k.
+func at(outs []outcome, k int) AtK {
+	a := AtK{K: k}
+	if len(outs) == 0 {
+		return a
+	}
+	var ndcg, prec, rec float64
+	for _, o := range outs {
+		ranks, n := o.ranks, o.n
+		if n == 0 { // one target, known by rank alone
+			n, ranks = 1, nil
+			if o.rank > 0 {
+				ranks = []int{o.rank}
+			}
+		}
+		dcg, in := 0.0, 0
+		for _, r := range ranks {
+			if r <= k {
+				dcg += Gain(r)
+				in++
+			}
+		}
+		if in == 0 {
+			continue
+		}
+		a.Hits++
+		ideal := 0.0
+		for i := 1; i <= min(n, k); i++ {
+			ideal += Gain(i)
+		}
+		ndcg += dcg / ideal
+		prec += float64(in) / float64(k)
+		rec += float64(in) / float64(n)
+	}
+	n := float64(len(outs))
+	a.HR, a.NDCG, a.Precision, a.Recall = float64(a.Hits)/n, ndcg/n, prec/n, rec/n
+	return a
+}
+
 // outcome is one model's result for one case.
 type outcome struct {
+	ranks  []int    // TargetRanks, ascending; with one target, TargetRank
+	n      int      // relevant items
 	rank   int      // TargetRank; 0: not returned
 	ties   int      // other items scoring exactly the target's score
 	top    []string // the first CoverageK items
@@ -107,43 +178,21 @@ const ColdEvents = 2
 // score aggregates outcomes, in case order so sums are reproducible.
 func score(outs []outcome, catalogue int) Metrics {
 	m := Metrics{Users: len(outs), At: make([]AtK, len(Cutoffs))}
-	sums := make([]float64, len(Cutoffs))
 	covered := map[string]struct{}{}
+	for i, k := range Cutoffs {
+		m.At[i] = at(outs, k)
+	}
 	for _, o := range outs {
-		for i, k := range Cutoffs {
-			if o.rank > 0 && o.rank <= k {
-				m.At[i].Hits++
-				sums[i] += Gain(o.rank)
-			}
-		}
 		for _, id := range o.top {
 			covered[id] = struct{}{}
-		}
-	}
-	for i, k := range Cutoffs {
-		m.At[i].K = k
-		if len(outs) > 0 {
-			m.At[i].HR = float64(m.At[i].Hits) / float64(len(outs))
-			m.At[i].NDCG = sums[i] / float64(len(outs))
 		}
 	}
 	if catalogue > 0 {
 		m.Coverage = float64(len(covered)) / float64(catalogue)
 	}
-	// Curve: hits and gains by rank, accumulated over k.
-	byRank := make([]float64, Depth+1)
-	hitsAt := make([]int, Depth+1)
-	for _, o := range outs {
-		if o.rank > 0 && o.rank <= Depth {
-			byRank[o.rank] += Gain(o.rank)
-			hitsAt[o.rank]++
-		}
-	}
-	hits, gain := 0, 0.0
+	// Curve: every k up to Depth.
 	for k := 1; k <= Depth && len(outs) > 0; k++ {
-		hits += hitsAt[k]
-		gain += byRank[k]
-		m.Curve = append(m.Curve, AtK{K: k, Hits: hits, HR: float64(hits) / float64(len(outs)), NDCG: gain / float64(len(outs))})
+		m.Curve = append(m.Curve, at(outs, k))
 	}
 	return m
 }

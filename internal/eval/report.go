@@ -15,8 +15,15 @@ import (
 	"github.com/ripple-rec/ripple/internal/train"
 )
 
-// ProtocolLOO is leave-one-out with full ranking, the only protocol so far.
-const ProtocolLOO = "loo"
+// Protocols.
+const (
+	// ProtocolLOO is leave-one-out with full ranking (S3-Rec, SASRec).
+	ProtocolLOO = "loo"
+	// ProtocolStratified is Microsoft Recommenders' ml-100k comparison: a
+	// per-user random 75/25 split, top 10, seen items removed, every
+	// held-out item relevant.
+	ProtocolStratified = "stratified"
+)
 
 // Report is the outcome of one run.
 type Report struct {
@@ -83,6 +90,7 @@ type Timings struct {
 type Training struct {
 	Seconds         float64              `json:"seconds"`
 	Serving         string               `json:"serving"`
+	Scheme          string               `json:"validation_scheme"` // which event per user was held out
 	ValidationUsers int                  `json:"validation_users"`
 	Validation      []train.SourceResult `json:"validation"`
 	Components      []model.Component    `json:"components"`
@@ -97,42 +105,48 @@ type VariantTraining struct {
 }
 
 func trainingInfo(res *train.Result) *Training {
-	return &Training{Seconds: res.Took.Seconds(), Serving: res.Serving, ValidationUsers: res.ValidationUsers,
+	return &Training{Seconds: res.Took.Seconds(), Serving: res.Serving, Scheme: res.Scheme, ValidationUsers: res.ValidationUsers,
 		Validation: res.Validation, Components: res.Set.Components, StreamWeight: res.Set.StreamWeight, Skipped: res.Skipped}
 }
 
 // Published is a number from the literature under the same protocol.
 type Published struct {
-	Dataset string  `json:"-"`
-	Model   string  `json:"model"`
-	HR10    float64 `json:"hr@10"`
-	NDCG10  float64 `json:"ndcg@10"`
+	Dataset  string  `json:"-"`
+	Protocol string  `json:"-"`
+	Model    string  `json:"model"`
+	HR10     float64 `json:"hr@10"` // 0: not published
+	NDCG10   float64 `json:"ndcg@10"`
 }
 
 // published is the table of /work/shared/datasets/README.md: the S3-Rec
 // repository's full-ranking tables and the ICLRec README.
 var published = []Published{
-	{"Toys_and_Games", "PopRec", 0.0113, 0.0061},
-	{"Toys_and_Games", "GRU4Rec", 0.0176, 0.0084},
-	{"Toys_and_Games", "BERT4Rec", 0.0203, 0.0099},
-	{"Toys_and_Games", "SASRec", 0.0675, 0.0374},
-	{"Toys_and_Games", "S3-Rec", 0.0700, 0.0376},
-	{"Toys_and_Games", "ICLRec", 0.0834, 0.0480},
-	{"Sports_and_Outdoors", "PopRec", 0.0094, 0.0053},
-	{"Sports_and_Outdoors", "SASRec", 0.0350, 0.0192},
-	{"Sports_and_Outdoors", "S3-Rec", 0.0385, 0.0204},
-	{"Sports_and_Outdoors", "ICLRec", 0.0437, 0.0238},
-	{"LastFM", "PopRec", 0.0440, 0.0203},
-	{"LastFM", "SASRec", 0.0688, 0.0390},
-	{"LastFM", "S3-Rec", 0.0743, 0.0427},
+	{"Toys_and_Games", ProtocolLOO, "PopRec", 0.0113, 0.0061},
+	{"Toys_and_Games", ProtocolLOO, "GRU4Rec", 0.0176, 0.0084},
+	{"Toys_and_Games", ProtocolLOO, "BERT4Rec", 0.0203, 0.0099},
+	{"Toys_and_Games", ProtocolLOO, "SASRec", 0.0675, 0.0374},
+	{"Toys_and_Games", ProtocolLOO, "S3-Rec", 0.0700, 0.0376},
+	{"Toys_and_Games", ProtocolLOO, "ICLRec", 0.0834, 0.0480},
+	{"Sports_and_Outdoors", ProtocolLOO, "PopRec", 0.0094, 0.0053},
+	{"Sports_and_Outdoors", ProtocolLOO, "SASRec", 0.0350, 0.0192},
+	{"Sports_and_Outdoors", ProtocolLOO, "S3-Rec", 0.0385, 0.0204},
+	{"Sports_and_Outdoors", ProtocolLOO, "ICLRec", 0.0437, 0.0238},
+	{"LastFM", ProtocolLOO, "PopRec", 0.0440, 0.0203},
+	{"LastFM", ProtocolLOO, "SASRec", 0.0688, 0.0390},
+	{"LastFM", ProtocolLOO, "S3-Rec", 0.0743, 0.0427},
+	// Microsoft Recommenders' ml-100k benchmark (nDCG@10 only).
+	{"ml-100k", ProtocolStratified, "BPR", 0, 0.442},
+	{"ml-100k", ProtocolStratified, "LightGCN", 0, 0.420},
+	{"ml-100k", ProtocolStratified, "SAR", 0, 0.383},
+	{"ml-100k", ProtocolStratified, "BiVAE", 0, 0.475},
 }
 
 // PublishedResults returns the published test-split numbers for dataset,
 // or nil when there are none.
-func PublishedResults(dataset string) []Published {
+func PublishedResults(dataset, protocol string) []Published {
 	var out []Published
 	for _, p := range published {
-		if p.Dataset == dataset {
+		if p.Dataset == dataset && p.Protocol == protocol {
 			out = append(out, p)
 		}
 	}
@@ -196,8 +210,14 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	if r.Split == SplitValid {
 		split = "validation split: the second-to-last item is the target, the input stops before it"
 	}
-	fmt.Fprintf(&b, "## %s — leave-one-out, full ranking\n\n", r.Dataset)
-	fmt.Fprintf(&b, "%s; the user's history is excluded from the ranking; ties count against the target.\n\n", capitalize(split))
+	if r.Protocol == ProtocolStratified {
+		fmt.Fprintf(&b, "## %s — stratified 75/25 split, top 10\n\n", r.Dataset)
+		b.WriteString("Per user, a random 75% of events (seed 42) is training input and the other items are all relevant " +
+			"(Microsoft Recommenders' protocol); full ranking, training items excluded, ties count against the targets.\n\n")
+	} else {
+		fmt.Fprintf(&b, "## %s — leave-one-out, full ranking\n\n", r.Dataset)
+		fmt.Fprintf(&b, "%s; the user's history is excluded from the ranking; ties count against the target.\n\n", capitalize(split))
+	}
 
 	b.WriteString("| model |")
 	for _, k := range Cutoffs {
@@ -206,8 +226,14 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	for _, k := range Cutoffs {
 		fmt.Fprintf(&b, " NDCG@%d |", k)
 	}
+	strat := r.Protocol == ProtocolStratified
+	extra := 0
+	if strat {
+		b.WriteString(" P@10 | R@10 |")
+		extra = 2
+	}
 	fmt.Fprintf(&b, " coverage@%d |\n|---|", CoverageK)
-	b.WriteString(strings.Repeat("---:|", 2*len(Cutoffs)+1) + "\n")
+	b.WriteString(strings.Repeat("---:|", 2*len(Cutoffs)+1+extra) + "\n")
 	for _, m := range r.Models {
 		fmt.Fprintf(&b, "| %s |", m.Model)
 		for _, k := range Cutoffs {
@@ -215,6 +241,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 		for _, k := range Cutoffs {
 			fmt.Fprintf(&b, " %.4f |", m.NDCG(k))
+		}
+		if strat {
+			a := m.at(10)
+			fmt.Fprintf(&b, " %.4f | %.4f |", a.Precision, a.Recall)
 		}
 		fmt.Fprintf(&b, " %.4f |\n", m.Coverage)
 	}
@@ -226,7 +256,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		for _, k := range Cutoffs {
 			b.WriteString(publishedCell(k, p.NDCG10))
 		}
-		b.WriteString(" — |\n")
+		b.WriteString(strings.Repeat(" — |", 1+extra) + "\n")
 	}
 	b.WriteString("\n")
 
@@ -288,7 +318,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		b.WriteString("\n")
 	}
 	if tr := r.Training; tr != nil {
-		fmt.Fprintf(&b, "- training: %.2f s; serving %s; tuned on %s validation items (each user's last training event):", tr.Seconds, tr.Serving, thousands(tr.ValidationUsers))
+		held := "each user's last training event"
+		if tr.Scheme == train.ValidateRandom {
+			held = "one random training event per user"
+		}
+		fmt.Fprintf(&b, "- training: %.2f s; serving %s; tuned on %s validation items (%s):", tr.Seconds, tr.Serving, thousands(tr.ValidationUsers), held)
 		for i, v := range tr.Validation {
 			sep := ","
 			if i == 0 {
@@ -310,7 +344,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		}
 		b.WriteString("\n")
 	}
-	if len(r.Published) > 0 {
+	switch {
+	case len(r.Published) > 0 && strat:
+		b.WriteString("- published: Microsoft Recommenders' ml-100k benchmark (nDCG@10 only); same protocol, their own random split\n")
+	case len(r.Published) > 0:
 		b.WriteString("- published: S3-Rec repository tables and ICLRec README, same protocol (HR/NDCG@10 only); " +
 			"their PopRec counts popularity over full sequences, test item included\n")
 	}
@@ -319,7 +356,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 }
 
 func publishedCell(k int, v float64) string {
-	if k != 10 {
+	if k != 10 || v == 0 {
 		return " — |"
 	}
 	return fmt.Sprintf(" %.4f |", v)

@@ -29,6 +29,8 @@ type ranker interface {
 // split with the shipped configuration.
 type Options struct {
 	Split Split // default SplitTest
+	// Protocol is ProtocolLOO (default) or ProtocolStratified.
+	Protocol string
 	// LimitUsers evaluates only the first N eligible users (0: all). The
 	// training input stays the whole split, so a limited run estimates the
 	// full one rather than measuring a smaller dataset.
@@ -90,7 +92,20 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 	}
 
 	start := time.Now()
-	h, err := d.Split(opt.Split)
+	var h *Holdout
+	var err error
+	switch opt.Protocol {
+	case "", ProtocolLOO:
+		opt.Protocol = ProtocolLOO
+		h, err = d.Split(opt.Split)
+	case ProtocolStratified:
+		if opt.Split != SplitTest {
+			return nil, fmt.Errorf("protocol %s has no validation split: the tuner holds out each user's last training event itself", ProtocolStratified)
+		}
+		h, err = d.SplitStratified(0.75, 42)
+	default:
+		err = fmt.Errorf("unknown protocol %q (accepted: %s, %s)", opt.Protocol, ProtocolLOO, ProtocolStratified)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +122,7 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 	}
 	r := &Report{
 		Dataset: d.Name, Source: d.Source, Format: d.Format,
-		Protocol: ProtocolLOO, Split: opt.Split, Depth: Depth, Workers: opt.Workers,
+		Protocol: opt.Protocol, Split: opt.Split, Depth: Depth, Workers: opt.Workers,
 		Created: time.Now().UTC().Truncate(time.Second),
 		Counts: Counts{
 			Users: len(d.Users), Items: d.Items, Events: d.Events, TrainEvents: len(h.Train),
@@ -120,7 +135,7 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		}
 	}
 	if opt.Split == SplitTest {
-		r.Published = PublishedResults(d.Name)
+		r.Published = PublishedResults(d.Name, opt.Protocol)
 	}
 
 	type entry struct {
@@ -134,6 +149,14 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 			if opt.Train != nil {
 				c = *opt.Train
 			}
+			tc = &c
+		}
+		if opt.Protocol == ProtocolStratified {
+			// The items to find are random, not the newest: tune on a
+			// random held-out event of each user, as the protocol holds
+			// out random ones.
+			c := *tc
+			c.Validation = train.ValidateRandom
 			tc = &c
 		}
 		progress("train "+label, 0, 1)
@@ -253,7 +276,22 @@ func evaluateCase(ctx context.Context, r ranker, c *Case) (outcome, error) {
 		return outcome{}, fmt.Errorf("user %s: %w", c.User, err)
 	}
 	var o outcome
-	o.rank, o.ties = TargetRank(list, c.Target)
+	if len(c.Targets) > 0 {
+		targets := make(map[string]bool, len(c.Targets))
+		for _, t := range c.Targets {
+			targets[t] = true
+		}
+		o.ranks, o.n = TargetRanks(list, targets), len(c.Targets)
+		if len(o.ranks) > 0 {
+			o.rank = o.ranks[0]
+		}
+	} else {
+		o.rank, o.ties = TargetRank(list, c.Target)
+		o.n = 1
+		if o.rank > 0 {
+			o.ranks = []int{o.rank}
+		}
+	}
 	o.cold = len(c.History) <= ColdEvents
 	o.top = make([]string, 0, CoverageK)
 	for i, s := range list {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/ripple-rec/ripple/internal/event"
@@ -26,6 +28,10 @@ type Config struct {
 	// TuneUsers caps the validation users the tuner scores (a deterministic
 	// spread over all of them); 0 uses every one.
 	TuneUsers int `yaml:"tune_users" json:"tune_users"`
+	// Validation is which event of each user the tuner holds out: last
+	// (default: what comes next) or random (when the items to find are not
+	// the newest, as in a random split).
+	Validation string `yaml:"validation" json:"validation"`
 }
 
 // DefaultConfig is what `ripple train`, the server and `ripple eval` use.
@@ -36,6 +42,7 @@ func DefaultConfig() Config {
 		EASE:       EASEParams{Lambda: 200, MaxItems: 4000, TopN: 200},
 		History:    50,
 		TuneUsers:  8000,
+		Validation: ValidateLast,
 	}
 }
 
@@ -56,6 +63,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("train: top_n must be 1..5000")
 	case c.History < 1 || c.History > 1000 || c.TuneUsers < 0:
 		return fmt.Errorf("train.history must be 1..1000 and tune_users not negative")
+	case c.Validation != ValidateLast && c.Validation != ValidateRandom:
+		return fmt.Errorf("train.validation must be %s or %s, got %q", ValidateLast, ValidateRandom, c.Validation)
 	}
 	return nil
 }
@@ -79,6 +88,7 @@ type Result struct {
 	// Serving names what serves: "blend", or the single source the blend
 	// failed to beat on validation.
 	Serving         string
+	Scheme          string // the validation scheme: which event per user was held out
 	ValidationUsers int
 	Events, Items   int
 	Took            time.Duration
@@ -110,8 +120,9 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config, stream *Str
 		return nil, ErrNoData
 	}
 	full := NewCorpus(evs)
-	fit, cases := holdOut(full)
-	res := &Result{Events: full.Events, Items: len(full.Items)}
+	fit, cases := holdOut(full, cfg.Validation)
+	allCases := cases
+	res := &Result{Events: full.Events, Items: len(full.Items), Scheme: cfg.Validation}
 
 	comps, skipped, err := fitComponents(ctx, fit, cfg)
 	if err != nil {
@@ -124,7 +135,7 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config, stream *Str
 		res.ValidationUsers = len(cases)
 		t := newTuner(fit, cases, comps)
 		if stream != nil {
-			if err := t.readStream(ctx, evs, full, stream); err != nil {
+			if err := t.readStream(ctx, evs, allCases, stream); err != nil {
 				return nil, err
 			}
 		}
@@ -186,29 +197,48 @@ func fitComponents(ctx context.Context, c *Corpus, cfg Config) ([]model.Componen
 type validation struct {
 	user   int32
 	target int32
+	origin int32 // the held-out event's index in the input
 }
 
 // minHoldOut is the fewest events a user needs for the last one to be held
 // out: at least two stay as input, as in evaluation.
 const minHoldOut = 3
 
-// holdOut returns the corpus without each eligible user's last event (users
-// with at least 3 events, as in evaluation), and those events.
-func holdOut(full *Corpus) (*Corpus, []validation) {
+// Validation schemes: which event of each user the tuner holds out.
+const (
+	// ValidateLast holds out each user's last event: "what comes next", the
+	// leave-one-out protocol and what a live system serves.
+	ValidateLast = "last"
+	// ValidateRandom holds out one event per user at random (seeded): for
+	// data whose evaluation holds out random items rather than the newest.
+	ValidateRandom = "random"
+)
+
+// holdOut returns the corpus without one event of each eligible user (users
+// with at least 3 events, as in evaluation), chosen by scheme, and those
+// events.
+func holdOut(full *Corpus, scheme string) (*Corpus, []validation) {
 	fit := &Corpus{Items: full.Items, index: full.index, Users: full.Users, MaxTS: full.MaxTS,
 		Seqs: make([][]int32, len(full.Seqs)), Times: make([][]int64, len(full.Seqs)), Count: make([]int32, len(full.Items))}
+	r := rand.New(rand.NewPCG(42, 5))
 	var cases []validation
 	for u, seq := range full.Seqs {
 		n := len(seq)
+		fseq, fts := seq, full.Times[u]
 		if n >= minHoldOut {
-			cases = append(cases, validation{int32(u), seq[n-1]})
-			n--
+			p := n - 1
+			if scheme == ValidateRandom {
+				p = r.IntN(n)
+			}
+			cases = append(cases, validation{int32(u), seq[p], full.Origin[u][p]})
+			fseq = append(slices.Clone(seq[:p]), seq[p+1:]...)
+			fts = append(slices.Clone(full.Times[u][:p]), full.Times[u][p+1:]...)
 		}
-		fit.Seqs[u], fit.Times[u] = seq[:n], full.Times[u][:n]
-		for _, it := range seq[:n] {
+		fit.Seqs[u], fit.Times[u] = fseq, fts
+		for _, it := range fseq {
 			fit.Count[it]++
 		}
-		fit.Events += n
+		fit.Events += len(fseq)
 	}
 	fit.ByItem = make([][]Occurrence, len(fit.Items))
 	for u, seq := range fit.Seqs {

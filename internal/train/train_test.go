@@ -164,3 +164,30 @@ func TestTrainErrors(t *testing.T) {
 	_, err = Train(ctx, randomLog(50, 20, 5, 1), DefaultConfig(), nil)
 	assert.ErrorIs(t, err, context.Canceled)
 }
+
+func TestRandomValidationHoldsOutOnePerUser(t *testing.T) {
+	c := NewCorpus(randomLog(50, 20, 6, 9))
+	fit, cases := holdOut(c, ValidateRandom)
+	require.Len(t, cases, 50)
+	last := 0
+	for _, v := range cases {
+		require.Len(t, fit.Seqs[v.user], 5)
+		assert.Equal(t, c.Items[v.target], c.Items[c.Seqs[v.user][slicesIndex(c.Origin[v.user], v.origin)]])
+		if slicesIndex(c.Origin[v.user], v.origin) == 5 {
+			last++
+		}
+	}
+	assert.Less(t, last, 25, "not always the last event")
+	bad := DefaultConfig()
+	bad.Validation = "sometimes"
+	assert.Error(t, bad.Validate())
+}
+
+func slicesIndex(s []int32, v int32) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}

@@ -35,14 +35,12 @@ const streamDepth = 200
 
 // readStream replays evs, less the held-out events, into a feature engine
 // and reads each case's streaming candidates through the serving pipeline.
-func (t *tuner) readStream(ctx context.Context, evs []event.Interaction, full *Corpus, s *Stream) error {
+func (t *tuner) readStream(ctx context.Context, evs []event.Interaction, all []validation, s *Stream) error {
 	// Every event holdOut left out of the fit corpus, sampled for tuning or
 	// not: the state must be the one the fit corpus describes.
-	held := make(map[int32]bool, len(full.Origin))
-	for _, o := range full.Origin {
-		if len(o) >= minHoldOut {
-			held[o[len(o)-1]] = true
-		}
+	held := make(map[int32]bool, len(all))
+	for _, c := range all {
+		held[c.origin] = true
 	}
 	eng := features.NewEngine(s.Features, nil)
 	const step = 8192
