@@ -403,7 +403,23 @@ func (p *Pipeline) coldCandidates(f Features, c *candidates) []*candidate {
 	if len(c.cats) == 0 {
 		add(src.ColdItems("", coldPerRequest))
 	}
-	return out
+	// Metadata changes already invalidate the engine's cold lists; the
+	// check here keeps any other Features implementation (whose lists may
+	// lag) from offering a hidden item, for ≤ coldPerRequest lookups.
+	refs := make([]uint32, len(out))
+	for i, x := range out {
+		refs[i] = x.ref
+	}
+	infos := make([]features.ItemInfo, len(out))
+	f.ItemsByRef(refs, infos)
+	kept := out[:0]
+	for i, x := range out {
+		if !infos[i].Hidden {
+			x.info = infos[i]
+			kept = append(kept, x)
+		}
+	}
+	return kept
 }
 
 // explore puts, at ExplorePosition, the candidate Thompson sampling picks
