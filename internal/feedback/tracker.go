@@ -28,9 +28,10 @@ type Options struct {
 	MaxModels int
 }
 
-// DefaultOptions: 30 minutes, 5 lists per user, 200,000 users.
+// DefaultOptions: 30 minutes, 3 lists per user, 100,000 users (about
+// 80 MB at k = 10 when full).
 func DefaultOptions() Options {
-	return Options{Window: 30 * time.Minute, PerUser: 5, MaxUsers: 200_000,
+	return Options{Window: 30 * time.Minute, PerUser: 3, MaxUsers: 100_000,
 		Engagements: []string{"click", "cart", "purchase"}, MaxModels: 16}
 }
 
@@ -55,8 +56,19 @@ func bucket(pos int) int { // pos is 1-based
 type list struct {
 	at     time.Time
 	model  string
-	pos    map[string]int  // item → 1-based position
-	credit map[string]bool // item+"\x00"+type already counted
+	items  []string        // best first: position is index + 1
+	credit map[string]bool // item+"\x00"+type already counted; nil until one is
+}
+
+// position is item's 1-based position in l, 0 when l did not show it; the
+// first occurrence counts.
+func (l *list) position(item string) int {
+	for i, it := range l.items {
+		if it == item {
+			return i + 1
+		}
+	}
+	return 0
 }
 
 type userLists struct {
@@ -125,12 +137,7 @@ func (t *Tracker) Served(user, model string, items []string) {
 		return
 	}
 	now := t.now()
-	l := &list{at: now, model: model, pos: make(map[string]int, len(items))}
-	for i, it := range items {
-		if _, dup := l.pos[it]; !dup {
-			l.pos[it] = i + 1
-		}
-	}
+	l := &list{at: now, model: model, items: slices.Clone(items)}
 	fam := family(model)
 	t.mu.Lock()
 	u := t.users[user]
@@ -185,8 +192,8 @@ func (t *Tracker) Observe(evs []event.Interaction) {
 			if now.Sub(l.at) > t.opts.Window {
 				break
 			}
-			p, ok := l.pos[e.Item]
-			if !ok {
+			p := l.position(e.Item)
+			if p == 0 {
 				continue
 			}
 			key := e.Item + "\x00" + e.Type
