@@ -38,8 +38,12 @@ type PublisherOptions struct {
 	CheckEvery time.Duration
 	// ResyncChunk is how many entities one resync write carries.
 	ResyncChunk int
-	Registerer  prometheus.Registerer
-	Logger      *slog.Logger
+	// Part, when set, makes item and global records parts (named Part)
+	// of a record that several engines add to: the publisher of one log
+	// partition's engine, read by a Reader with Parts (see merge.go).
+	Part       string
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 func (o *PublisherOptions) defaults() {
@@ -588,8 +592,9 @@ func (p *Publisher) itemRecord(id string) store.Entity {
 	if nbrs == nil {
 		nbrs = []features.Neighbor{}
 	}
-	e := store.Entity{Key: itemKey(id)}
+	e := store.Entity{Key: itemKey(id), Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
+	p.addClock(add)
 	add(fieldInfo, encode(newItemDoc(vals.ComputedAt, info[0])))
 	add(fieldNbrs, encode(nbrs))
 	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
@@ -600,8 +605,9 @@ func (p *Publisher) itemRecord(id string) store.Entity {
 
 func (p *Publisher) globalRecord() store.Entity {
 	vals, _ := p.eng.Values(features.EntityGlobal, "")
-	e := store.Entity{Key: globalKey}
+	e := store.Entity{Key: globalKey, Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
+	p.addClock(add)
 	add(fieldTrend, encode(scoredOrEmpty(p.eng.Trending("", p.opts.Trending))))
 	for _, c := range p.eng.TrendingCategories() {
 		add(trendCatPfx+c, encode(scoredOrEmpty(p.eng.Trending(c, p.opts.Trending))))
@@ -610,6 +616,14 @@ func (p *Publisher) globalRecord() store.Entity {
 	add(fieldValues, valuesField(vals))
 	p.m.observe(features.EntityGlobal, vals.ComputedAt, vals)
 	return e
+}
+
+// addClock stamps a part with the engine clock its values were computed
+// at: readers align the parts' decays and recencies to the newest.
+func (p *Publisher) addClock(add func(string, []byte)) {
+	if p.opts.Part != "" {
+		add(fieldClk, strconv.AppendInt(nil, p.eng.Clock(), 10))
+	}
 }
 
 func scoredOrEmpty(l []features.Scored) []features.Scored {
