@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/store"
 )
@@ -580,6 +581,9 @@ func (p *Publisher) userRecord(id string) (store.Entity, userEntry, features.Val
 	add(fieldSeen, encode(seen))
 	add(fieldAt, strconv.AppendInt(nil, doc.At, 10))
 	add(fieldValues, valuesField(vals))
+	if c := p.eng.Consent(id); c != event.FullConsent {
+		add(fieldConsent, encode(c))
+	}
 	p.m.observe(features.EntityUser, doc.At, vals)
 	return e, entry, vals
 }

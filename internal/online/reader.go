@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ripple-rec/ripple/internal/cache"
+	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/resilience"
@@ -429,6 +430,39 @@ func (r *Reader) readValues(ctx context.Context, skeys []string) ([]valuesEntry,
 		}
 	}
 	return vals, found, nil
+}
+
+// Consent reads what each of users allows, as published, from the store
+// (no tier: a consent change must count at once). Users without a record
+// or without a consent field allow everything.
+func (r *Reader) Consent(ctx context.Context, users []string) ([]event.Consent, error) {
+	out := make([]event.Consent, len(users))
+	idx := map[string][]int{}
+	var keys []string
+	for i, u := range users {
+		out[i] = event.FullConsent
+		if _, ok := idx[u]; !ok {
+			keys = append(keys, userKey(u))
+		}
+		idx[u] = append(idx[u], i)
+	}
+	rows, err := r.st.Get(ctx, keys, []string{fieldConsent})
+	if err != nil {
+		return nil, err
+	}
+	for j, row := range rows {
+		if row[0] == nil {
+			continue
+		}
+		var c event.Consent
+		if err := json.Unmarshal(row[0], &c); err != nil {
+			return nil, err
+		}
+		for _, i := range idx[keys[j][len("u:"):]] {
+			out[i] = c
+		}
+	}
+	return out, nil
 }
 
 // level is what serving e costs in freshness: Degraded when there was no
