@@ -190,6 +190,10 @@ func (w *worker) own(ctx context.Context, p int) error {
 		time.Sleep(100 * time.Millisecond)
 		snaps, err = store.OpenSnapshots(dir)
 	}
+	if errors.Is(err, syscall.EAGAIN) {
+		// kill -9 releases the lock: a live process holds it.
+		return fmt.Errorf("partition %d: another process still holds %s (a second worker on this data dir?): %w", p, dir, err)
+	}
 	if err != nil {
 		return err
 	}
