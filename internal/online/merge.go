@@ -23,14 +23,18 @@ import (
 //   - recency is the newest last-event time over the parts;
 //   - co-visitation lists add weights per neighbour and are cut again.
 //
-// Windows are summed as each part computed them at its own clock: a part
-// whose clock lags the newest still counts buckets the newest has dropped
-// (the parts' clocks differ by the partitions' apply skew, normally well
-// under a bucket).
+// Windows are not summed as each part computed them (at its own clock: a
+// part last written long ago would still count events that have left the
+// window since) but from the parts' raw buckets, evaluated at the newest
+// clock as one engine evaluates its windows (features.WindowAt).
 
-// fieldClk is the engine clock (event time, ms) a part's values were
-// computed at.
-const fieldClk = "_clk"
+const (
+	// fieldClk is the engine clock (event time, ms) a part's values were
+	// computed at.
+	fieldClk = "_clk"
+	// fieldWin is a part's window buckets, by feature name.
+	fieldWin = "_win"
+)
 
 // partFields names field for every part 0..n-1.
 func partFields(n int, names ...string) []string {
@@ -139,6 +143,7 @@ type valuesPart struct {
 	vals features.Values
 	clk  int64
 	nbrs []features.Neighbor // the part's longer co-visitation list, if read
+	win  map[string][]features.Bucket
 }
 
 // maxListedNeighbors is how many co-visited neighbours a merged value
@@ -183,6 +188,9 @@ func mergeValues(cfg *features.Config, scope string, parts []valuesPart) feature
 			f, _ := v.Value.(float64)
 			switch s.Kind {
 			case features.KindWindowCount, features.KindWindowSum:
+				if bs, ok := p.win[s.Name]; ok {
+					f = features.WindowAt(s, bs, clk)
+				}
 				num += f
 			case features.KindTrending:
 				num += f * math.Exp2(-float64(clk-p.clk)/float64(time.Duration(s.HalfLife).Milliseconds()))

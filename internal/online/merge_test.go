@@ -65,8 +65,10 @@ func TestPartsMergeToTheWhole(t *testing.T) {
 	whole.ApplyBatch(offs, recs)
 	whole.RefreshTrending()
 
+	nodes := make([]*node, parts)
 	for p := range parts {
 		n := newNode(t, addrs, "p"+strconv.Itoa(p), fastReader())
+		nodes[p] = n
 		n.pub.opts.Part = strconv.Itoa(p)
 		n.apply(split[p])
 		n.eng.RefreshTrending()
@@ -97,7 +99,54 @@ func TestPartsMergeToTheWhole(t *testing.T) {
 	want, _ := whole.Values(features.EntityGlobal, "")
 	got, _, _ := reader.r.Values(ctx, features.EntityGlobal, "")
 	assertValues(t, want, got, "global")
-	v := reader.r.Bind(ctx)
+	assertTrending(t, whole, reader)
+
+	// Half an hour later one partition sees one more view of the item
+	// busiest in the last hour: only its part is rewritten, at the later
+	// clock, and the other parts (written at the earlier one) must no
+	// longer count what has left the item's windows since.
+	busiest, views := "", map[string]int{}
+	for _, ev := range ds.Events {
+		if ev.Type == "view" && ev.TS > last-time.Hour.Milliseconds() {
+			views[ev.Item]++
+			if views[ev.Item] > views[busiest] || (views[ev.Item] == views[busiest] && ev.Item < busiest) {
+				busiest = ev.Item
+			}
+		}
+	}
+	later := []event.Record{{Kind: event.KindInteraction, Interaction: event.Interaction{
+		Type: "view", User: ends[0], Item: busiest, TS: last + 30*time.Minute.Milliseconds()}}}
+	whole.ApplyBatch([]uint64{uint64(len(recs) + 1)}, later)
+	nodes[0].apply(later)
+	nodes[0].waitPublished(t)
+	stale := 0
+	for _, n := range nodes[1:] {
+		vals, _ := n.eng.Values(features.EntityItem, busiest)
+		now, _ := whole.Values(features.EntityItem, busiest)
+		if vals.Features["item_views_1h"].Value != now.Features["item_views_1h"].Value {
+			stale++
+		}
+	}
+	require.NotZero(t, stale, "a part written earlier must count views the later clock has dropped")
+	for _, x := range []struct{ entity, id, window string }{
+		{features.EntityItem, busiest, "item_views_1h"},
+		{features.EntityGlobal, "", "global_events_1h"}, // rewritten on the publisher's global tick
+	} {
+		want, _ := whole.Values(x.entity, x.id)
+		require.Eventually(t, func() bool {
+			got, _, _ := reader.r.Values(ctx, x.entity, x.id)
+			return want.Features[x.window].Value == got.Features[x.window].Value
+		}, 10*time.Second, 10*time.Millisecond, "%s %s %s at the later clock", x.entity, x.id, x.window)
+		got, _, _ := reader.r.Values(ctx, x.entity, x.id)
+		assertValues(t, want, got, x.entity+" "+x.id+" at the later clock")
+	}
+}
+
+// assertTrending compares the global trending list the reader merges with
+// the whole engine's.
+func assertTrending(t *testing.T, whole *features.Engine, reader *node) {
+	t.Helper()
+	v := reader.r.Bind(context.Background())
 	wantTrend := whole.Trending("", 50)
 	gotTrend := v.Trending("", 50)
 	require.Len(t, gotTrend, len(wantTrend))

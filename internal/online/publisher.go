@@ -598,7 +598,7 @@ func (p *Publisher) itemRecord(id string) store.Entity {
 	}
 	e := store.Entity{Key: itemKey(id), Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	p.addClock(add)
+	p.addPartState(add, features.EntityItem, id)
 	add(fieldInfo, encode(newItemDoc(vals.ComputedAt, info[0])))
 	add(fieldNbrs, encode(nbrs))
 	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
@@ -611,7 +611,7 @@ func (p *Publisher) globalRecord() store.Entity {
 	vals, _ := p.eng.Values(features.EntityGlobal, "")
 	e := store.Entity{Key: globalKey, Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	p.addClock(add)
+	p.addPartState(add, features.EntityGlobal, "")
 	add(fieldTrend, encode(scoredOrEmpty(p.eng.Trending("", p.opts.Trending))))
 	for _, c := range p.eng.TrendingCategories() {
 		add(trendCatPfx+c, encode(scoredOrEmpty(p.eng.Trending(c, p.opts.Trending))))
@@ -622,12 +622,19 @@ func (p *Publisher) globalRecord() store.Entity {
 	return e
 }
 
-// addClock stamps a part with the engine clock its values were computed
-// at: readers align the parts' decays and recencies to the newest.
-func (p *Publisher) addClock(add func(string, []byte)) {
-	if p.opts.Part != "" {
-		add(fieldClk, strconv.AppendInt(nil, p.eng.Clock(), 10))
+// addPartState stamps a part with the engine clock its values were
+// computed at (readers align the parts' decays and recencies to the
+// newest) and adds its raw window buckets (readers sum them and evaluate
+// the windows at the newest clock: a part not rewritten since an older
+// clock still counts what has left the window since).
+func (p *Publisher) addPartState(add func(string, []byte), entity, id string) {
+	if p.opts.Part == "" {
+		return
 	}
+	// The clock first: buckets newer than it are left for the next flush,
+	// which the event that made them causes.
+	add(fieldClk, strconv.AppendInt(nil, p.eng.Clock(), 10))
+	add(fieldWin, encode(p.eng.WindowBuckets(entity, id)))
 }
 
 func scoredOrEmpty(l []features.Scored) []features.Scored {

@@ -362,7 +362,7 @@ func (r *Reader) loadValues(ctx context.Context, keys []string) ([]valuesEntry, 
 // with parts, items and the global record are merged over their parts.
 func (r *Reader) readValues(ctx context.Context, skeys []string) ([]valuesEntry, []bool, error) {
 	whole := []string{fieldValues, fieldAt}
-	partOf := partFields(r.parts, fieldValues, fieldAt, fieldClk, fieldNbrs)
+	partOf := partFields(r.parts, fieldValues, fieldAt, fieldClk, fieldNbrs, fieldWin)
 	var wk, pk []int // indices of keys read whole, read in parts
 	for i, k := range skeys {
 		if r.parts == 0 || strings.HasPrefix(k, "u:") {
@@ -408,6 +408,11 @@ func (r *Reader) readValues(ctx context.Context, skeys []string) ([]valuesEntry,
 				}
 				if row[p+3] != nil {
 					if err := json.Unmarshal(row[p+3], &vp.nbrs); err != nil {
+						return nil, nil, err
+					}
+				}
+				if row[p+4] != nil {
+					if err := json.Unmarshal(row[p+4], &vp.win); err != nil {
 						return nil, nil, err
 					}
 				}
