@@ -148,18 +148,20 @@ func diffFeatures(base string, eng *features.Engine, entity, id string, tol floa
 // nodes take the events and serve the reads. One worker is killed -9 in
 // the middle of the load and restarted on its data dir; the features then
 // served through an api node equal a single engine's replay of the same
-// events: users exactly, items and global within float tolerance.
+// events: users exactly, items and global within float tolerance. The
+// items' co-visitation lists are compared weight for weight (ties may order
+// differently once summed over parts): with 80 items no engine prunes a
+// list (n: 100), so the parts' sums are exact here; past n each
+// partition's engine prunes on its own and the busiest items' tails differ
+// (see assertValues in internal/online).
 func TestRolesOnKafkaSurviveAWorkerKill(t *testing.T) {
-	// Work in progress (issue 4): users match a single engine's replay,
-	// but merged item windows overcount (e.g. item_views_1h 15 vs 13).
-	// ROLES_E2E=1 runs it.
-	if os.Getenv("ROLES_E2E") == "" {
-		t.Skip("work in progress: set ROLES_E2E=1 (and ROLES_KILL=1 for the kill -9)")
+	if testing.Short() {
+		t.Skip("starts six server processes")
 	}
+	rds := redistest.Start(t)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "ripple-events"))
 	require.NoError(t, err)
 	defer c.Close()
-	rds := redistest.Start(t)
 	cfgPath := writeRolesConfig(t, rds.Addr(), fmt.Sprintf(`log: kafka
 kafka:
   brokers: [%s]
@@ -181,12 +183,11 @@ worker:
 	}
 	evs := rolesDataset()
 	const batch = 100
-	kill := os.Getenv("ROLES_KILL") != ""
 	killed := false
 	for lo, k := 0, 0; lo < len(evs); lo, k = lo+batch, k+1 {
 		// The batch holding the middle event (len(evs) need not be a
 		// multiple of batch: an equality test on lo may never hold).
-		if kill && !killed && lo+batch > len(evs)/2 {
+		if !killed && lo+batch > len(evs)/2 {
 			require.NoError(t, workers[1].cmd.Process.Signal(syscall.SIGKILL))
 			err := workers[1].cmd.Wait()
 			require.Error(t, err, "the worker must die of the kill")
@@ -194,10 +195,8 @@ worker:
 		}
 		postBatch(t, apis[k%2].url, evs[lo:min(len(evs), lo+batch)])
 	}
-	if kill {
-		require.True(t, killed)
-		workers[1] = startWorker(1)
-	}
+	require.True(t, killed)
+	workers[1] = startWorker(1)
 
 	eng := features.NewEngine(features.DefaultConfig(), nil)
 	for i := range evs {
