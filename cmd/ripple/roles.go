@@ -20,10 +20,10 @@ package main
 // the user's partition applies them (consent is read back from the store
 // to refuse events of users who withheld storage; erasure answers once the
 // tombstone is published, and the broker log cannot be redacted). Item
-// metadata goes to the partition of the item's key only, so category
-// trending and user category affinity see the categories of items whose
-// metadata reached the same partition: load item metadata through role all
-// or accept that gap (see the report in the issue).
+// metadata is appended to every partition (one copy each, pinned), so every
+// partition's engine knows the categories its users' events need (category
+// trending and user category affinity); a partition keeps one item's
+// updates in order.
 
 import (
 	"context"

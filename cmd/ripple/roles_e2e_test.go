@@ -56,8 +56,14 @@ func postBatch(t *testing.T, base string, evs []event.Interaction) {
 	for i, e := range evs {
 		ws[i] = wire{e.ID, e.Type, e.User, e.Item, time.UnixMilli(e.TS).UTC().Format(time.RFC3339)}
 	}
-	b, _ := json.Marshal(ws)
-	resp, err := http.Post(base+"/v1/events", "application/json", bytes.NewReader(b))
+	postJSON(t, base+"/v1/events", ws)
+}
+
+// postJSON posts body (events or item metadata) and wants it accepted.
+func postJSON(t *testing.T, url string, body any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusAccepted, resp.StatusCode)
@@ -181,6 +187,15 @@ worker:
 		startServe(t, "--config", cfgPath, "--role", "api", "--data-dir", t.TempDir()),
 		startServe(t, "--config", cfgPath, "--role", "api", "--data-dir", t.TempDir()),
 	}
+	// Item metadata through an api node reaches every partition: the
+	// users' category affinities need the categories of what they touch.
+	var items []event.Item
+	var wire []map[string]any
+	for i := range 80 {
+		items = append(items, event.Item{ID: "i" + strconv.Itoa(i), Categories: []string{"c" + strconv.Itoa(i%7)}})
+		wire = append(wire, map[string]any{"item": items[i].ID, "categories": items[i].Categories})
+	}
+	postJSON(t, apis[0].url+"/v1/items", wire)
 	evs := rolesDataset()
 	const batch = 100
 	killed := false
@@ -199,6 +214,9 @@ worker:
 	workers[1] = startWorker(1)
 
 	eng := features.NewEngine(features.DefaultConfig(), nil)
+	for i := range items {
+		eng.Apply(0, &event.Record{Kind: event.KindItem, Item: items[i]})
+	}
 	for i := range evs {
 		eng.Apply(0, &event.Record{Kind: event.KindInteraction, Interaction: evs[i]})
 	}

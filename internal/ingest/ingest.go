@@ -436,12 +436,24 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 	return res, nil
 }
 
-// Items appends item metadata records.
+// Items appends item metadata records, keyed by item: one item's updates
+// stay in order. From a node that applies nothing (NewAppender), every
+// partition gets a copy instead: the workers apply each partition into an
+// engine of its own, which needs the categories of every item its users
+// touch (category trending and affinity); each partition still keeps the
+// item's updates in order. (One engine applying every partition must not
+// get copies: it could apply an older update's copy after a newer one's.)
 func (s *Service) Items(ctx context.Context, items []event.Item) error {
-	recs := make([]Keyed, len(items))
+	copies, pinned := 1, s.appendOnly && s.plog != nil
+	if pinned {
+		copies = s.plog.Partitions()
+	}
+	recs := make([]Keyed, 0, len(items)*copies)
 	for i := range items {
-		// Keyed by item: one item's metadata updates stay in order.
-		recs[i] = Keyed{Key: []byte(items[i].ID), Value: event.AppendBinary(nil, &event.Record{Kind: event.KindItem, Item: items[i]})}
+		v := event.AppendBinary(nil, &event.Record{Kind: event.KindItem, Item: items[i]})
+		for p := range copies {
+			recs = append(recs, Keyed{Key: []byte(items[i].ID), Value: v, Pinned: pinned, Partition: p})
+		}
 	}
 	return s.append(ctx, recs)
 }

@@ -27,9 +27,10 @@ type Remote struct {
 
 // NewAppender is the write path of a node that applies nothing (role api):
 // records are acknowledged once the broker stored them, and the workers
-// that own their partitions apply them. Consent, erasure and item metadata
-// are records like events: the owner of the subject's partition applies
-// them (erasure cannot rewrite a broker log: ErrCannotRedact).
+// that own their partitions apply them. Consent and erasure are records
+// like events: the owner of the subject's partition applies them (erasure
+// cannot rewrite a broker log: ErrCannotRedact). Item metadata is appended
+// to every partition (see Items).
 func NewAppender(plog PartitionedLog, remote Remote, m *observe.Metrics, logger *slog.Logger, opts Options) *Service {
 	s := New(nil, nil, nil, m, logger, opts)
 	s.plog = plog
@@ -81,6 +82,11 @@ type onePartition struct {
 func (o onePartition) Partitions() int { return 1 }
 
 func (o onePartition) Append(ctx context.Context, recs []Keyed) (map[int]uint64, error) {
+	for i := range recs {
+		if recs[i].Pinned {
+			recs[i].Partition = o.p // its partition 0
+		}
+	}
 	at, err := o.PartitionedLog.Append(ctx, recs)
 	if err != nil {
 		return nil, err
