@@ -141,7 +141,10 @@ func (o *onlineParts) status(applied func() uint64) map[string]any {
 // publisher. The engine's state reaches Redis through the publisher; every
 // read of this node goes through the tiers to Redis, so several nodes on
 // one Redis serve the same state.
-func openOnline(ctx context.Context, n *node, cfg redisConfig, dataDir string, logger *slog.Logger) (*onlineParts, error) {
+//
+// parts, when not 0, is how many parts item and global records have (role
+// api and worker: one per log partition), which every read merges.
+func openOnline(ctx context.Context, n *node, cfg redisConfig, dataDir string, parts int, logger *slog.Logger) (*onlineParts, error) {
 	var ttl, readT, writeT, lat, wait, window, cool time.Duration
 	if err := durations("redis.ttl", cfg.TTL, &ttl, "redis.read_timeout", cfg.ReadTimeout, &readT,
 		"redis.write_timeout", cfg.WriteTimeout, &writeT, "redis.expected_latency", cfg.ExpectedLatency, &lat,
@@ -159,6 +162,9 @@ func openOnline(ctx context.Context, n *node, cfg redisConfig, dataDir string, l
 	}
 	ro.Capacity, ro.Jitter, ro.Beta, ro.Timeout = c.Capacity, c.Jitter, c.EarlyRefresh, readT
 	ro.Tracing = n.tracer
+	if parts > 0 {
+		ro.Parts, ro.Features = parts, n.engine.Config()
+	}
 	source, err := sourceID(dataDir)
 	if err != nil {
 		return nil, err

@@ -88,6 +88,12 @@ type serveConfig struct {
 	// lists, models and positions that showed the items (GET
 	// /v1/admin/feedback, ripple_feedback_* metrics).
 	Feedback feedbackConfig `yaml:"feedback"`
+	// Role splits the node (see roles.go): all (one process does
+	// everything), api (appends to the broker log, reads the shared store)
+	// or worker (applies the partitions it owns into the shared store).
+	Role           string       `yaml:"role"`
+	Worker         workerConfig `yaml:"worker"`
+	ReadYourWrites bool         `yaml:"read_your_writes"` // role api: answer once the owners published the events
 }
 
 // feedbackConfig is the `feedback:` section.
@@ -162,7 +168,7 @@ func defaultServeConfig() serveConfig {
 		Store: "embedded", Redis: defaultRedisConfig(),
 		Log: "embedded", Kafka: kafkaConfig{Brokers: []string{"127.0.0.1:9092"}, Topic: "ripple-events"},
 		NATS: natsConfig{URL: "nats://127.0.0.1:4222", Stream: ripplenats.DefaultStream, Partitions: ripplenats.DefaultPartitions}, Tracing: observe.DefaultTracing(), LogUserIDs: observe.UserIDsHash,
-		Train: trainConfig{Interval: "1h", Keep: 3, Config: train.DefaultConfig()},
+		Train: trainConfig{Interval: "1h", Keep: 3, Config: train.DefaultConfig()}, Role: roleAll, Worker: workerConfig{Count: 1},
 		Feedback: feedbackConfig{Enabled: true, Window: fb.Window.String(), PerUser: fb.PerUser, MaxUsers: fb.MaxUsers,
 			Engagements: fb.Engagements},
 		Auth: authConfig{ReloadInterval: "5s"},
@@ -223,6 +229,7 @@ func newServeCmd() *cobra.Command {
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug|info|warn|error")
 	f.StringVar(&cfg.Store, "store", cfg.Store, "where served features live: embedded|redis")
 	f.StringVar(&cfg.Log, "log", cfg.Log, "where events are stored: embedded|kafka|nats (see the kafka and nats config sections)")
+	f.StringVar(&cfg.Role, "role", cfg.Role, "what this node does: all|api|worker")
 	f.StringSliceVar(&cfg.Redis.Addrs, "redis-addr", cfg.Redis.Addrs, "Redis address(es) for --store redis (any Cluster nodes)")
 	return cmd
 }
@@ -255,6 +262,8 @@ func overrideFromFlag(dst, src *serveConfig, name string) {
 		dst.Log = src.Log
 	case "redis-addr":
 		dst.Redis.Addrs = src.Redis.Addrs
+	case "role":
+		dst.Role = src.Role
 	}
 }
 
@@ -331,6 +340,9 @@ func (c serveConfig) validate() error {
 	if err := c.Train.Config.Validate(); err != nil {
 		return err
 	}
+	if err := c.validateRole(); err != nil {
+		return err
+	}
 	return c.Recommend.Validate()
 }
 
@@ -368,11 +380,11 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	if cfg.Log != "embedded" && cfg.Log != "kafka" && cfg.Log != "nats" {
 		return nil, fmt.Errorf("log: want embedded, kafka or nats, got %q", cfg.Log)
 	}
-	if cfg.Log != "embedded" && cfg.Store == "redis" {
+	if cfg.Log != "embedded" && cfg.Store == "redis" && cfg.Role == roleAll {
 		// The publisher marks the Redis store's progress with one log
-		// offset; a partitioned log needs a vector there (issue 4, with
-		// partition-owning workers).
-		return nil, fmt.Errorf("log: %s works with store: embedded only for now", cfg.Log)
+		// offset; a partitioned log needs a vector there: roles api and
+		// worker keep one per partition.
+		return nil, fmt.Errorf("log: %s works with store: embedded only with role: all (split the node into roles api and worker)", cfg.Log)
 	}
 	limiterTimeout, err := parseDur("rate_limit.redis_timeout", cfg.RateLimit.RedisTimeout)
 	if err != nil {
@@ -393,30 +405,23 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		return nil, err
 	}
 	n := &node{logger: logger, keys: keys}
-	var plog ingest.PartitionedLog
-	switch cfg.Log {
-	case "kafka":
-		kl, err := ingest.OpenKafka(ctx, ingest.KafkaOptions{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic, Partitions: cfg.Kafka.Partitions})
-		if err != nil {
-			return nil, fmt.Errorf("log: kafka: %w", err)
-		}
-		plog, n.broker = kl, kl
-	case "nats":
-		nl, err := ingest.OpenNATS(ctx, ripplenats.Options{URL: cfg.NATS.URL, Stream: cfg.NATS.Stream, Partitions: cfg.NATS.Partitions})
-		if err != nil {
-			return nil, fmt.Errorf("log: nats: %w", err)
-		}
-		plog, n.broker = nl, nl
-	default:
+	plog, broker, err := openBroker(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	n.broker = broker
+	if plog == nil {
 		n.log, err = eventlog.OpenEmbedded(filepath.Join(cfg.DataDir, "log"), eventlog.EmbeddedOptions{
 			RetentionBytes: cfg.RetentionBytes, RetentionAge: retAge, Logger: logger})
 		if err != nil {
 			return nil, err
 		}
 	}
-	if n.snaps, err = store.OpenSnapshots(filepath.Join(cfg.DataDir, snapshotDir(cfg))); err != nil {
-		n.close()
-		return nil, err
+	if cfg.Role != roleAPI {
+		if n.snaps, err = store.OpenSnapshots(filepath.Join(cfg.DataDir, snapshotDir(cfg))); err != nil {
+			n.close()
+			return nil, err
+		}
 	}
 	n.engine = features.NewEngine(fcfg, nil)
 	var svc *ingest.Service
@@ -426,7 +431,9 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		n.close()
 		return nil, err
 	}
-	if plog != nil {
+	if cfg.Role == roleAPI {
+		svc = ingest.NewAppender(plog, ingest.Remote{}, n.metrics, logger, ingest.Options{Tracing: n.tracer})
+	} else if plog != nil {
 		svc = ingest.NewPartitioned(plog, n.engine, n.snaps, n.metrics, logger, ingest.Options{
 			SnapshotEvery: snapEvery, Tracing: n.tracer})
 	} else {
@@ -445,12 +452,16 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	n.pipe = recommend.New(n.engine, cfg.Recommend)
 	if cfg.Store == "redis" {
 		// After recovery: the publisher resyncs whatever the store lacks.
-		if n.online, err = openOnline(ctx, n, cfg.Redis, cfg.DataDir, logger); err != nil {
+		if n.online, err = openOnline(ctx, n, cfg.Redis, cfg.DataDir, readParts(cfg, plog), logger); err != nil {
 			n.close()
 			return nil, err
 		}
-		svc.AfterApply(n.online.publisher.AfterApply)
-		n.online.publisher.StartResync(ctx, svc.SpecChanged())
+		if cfg.Role == roleAPI {
+			bindAppender(svc, n.online, cfg)
+		} else {
+			svc.AfterApply(n.online.publisher.AfterApply)
+			n.online.publisher.StartResync(ctx, svc.SpecChanged())
+		}
 		reader = onlineFeatures{n.online.reader}
 		n.pipe = bindPipeline(n.online.reader, cfg.Recommend)
 	}
@@ -507,6 +518,11 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		return nil, err
 	}
 	opts.Audit = n.audit
+	if cfg.Role == roleAPI {
+		// Models are trained and served by role all nodes for now.
+		n.api = api.New(svc, reader, n.pipe, n.metrics, logger, opts)
+		return n, nil
+	}
 	if err := openModels(n, cfg, logger); err != nil {
 		n.close()
 		return nil, err
@@ -618,6 +634,9 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	if err := checkExposure(ctx, cfg.Addr, keys.Enforcing(), keyFilePath(cfg)); err != nil {
 		return err
 	}
+	if cfg.Role == roleWorker {
+		return runWorker(ctx, cfg, logger)
+	}
 	n, err := openNodeWithKeys(ctx, cfg, logger, keys)
 	if err != nil {
 		return err
@@ -631,7 +650,7 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 			n.trainer.Start() // in the background: the streaming model serves until it is done
 		}
 	}
-	if every, _ := parseDur("train.interval", cfg.Train.Interval); every > 0 {
+	if every, _ := parseDur("train.interval", cfg.Train.Interval); every > 0 && n.trainer != nil {
 		go n.trainer.Every(ctx, every)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -658,11 +677,15 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go keys.Watch(ctx, reloadEvery, hup)
-	srv := api.NewHTTPServer(cfg.Addr, n.api.Handler())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	logger.Info("ripple serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "applied", n.engine.Applied(),
 		"users", n.engine.UserCount(), "items", n.engine.ItemCount())
+	return serveHTTP(ctx, ln, api.NewHTTPServer(cfg.Addr, n.api.Handler()), logger)
+}
+
+// serveHTTP serves on ln until the server fails or ctx ends, then drains.
+func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server, logger *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {

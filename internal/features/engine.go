@@ -170,7 +170,8 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 		s := &cfg.Features[i]
 		switch s.Kind {
 		case KindWindowCount, KindWindowSum:
-			w := winSpec{spec: s, n: int64(s.Buckets), width: max(1, time.Duration(s.Window).Milliseconds()/int64(s.Buckets)), filter: s.Events, sum: s.Kind == KindWindowSum}
+			n, width := windowShape(s)
+			w := winSpec{spec: s, n: n, width: width, filter: s.Events, sum: s.Kind == KindWindowSum}
 			switch s.Scope {
 			case ScopeUser:
 				e.c.userWin = append(e.c.userWin, w)

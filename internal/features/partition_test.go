@@ -152,3 +152,41 @@ func TestSnapshotVersion2Restores(t *testing.T) {
 }
 
 func sortedKeys(m map[string][]byte) []string { return slices.Sorted(maps.Keys(m)) }
+
+// TestWindowBucketsSumToOneEngine: engines that each apply one user's
+// events (as partitions do) sum to one engine's window values when their
+// buckets are evaluated at the newest clock, though the engine that saw
+// the older events alone still counts, at its own clock, views that the
+// newest clock has dropped.
+func TestWindowBucketsSumToOneEngine(t *testing.T) {
+	const cfg = `features:
+  - {name: views_1h, kind: window_count, scope: item, events: [view], window: 1h, buckets: 60}
+  - {name: last, kind: last_n, scope: user, n: 5}
+  - {name: aff, kind: affinity, scope: user_item, half_life: 1h}
+  - {name: all_1h, kind: window_sum, scope: global, window: 1h, buckets: 4}
+`
+	whole, _ := newTestEngine(t, cfg)
+	a, _ := newTestEngine(t, cfg)
+	b, _ := newTestEngine(t, cfg)
+	minute := time.Minute.Milliseconds()
+	early := []*event.Record{withValue(interaction("a", "i", "view", t0), 1), withValue(interaction("a", "i", "view", t0+20*minute), 2)}
+	late := []*event.Record{withValue(interaction("b", "i", "view", t0+40*minute), 4), withValue(interaction("b", "i", "view", t0+70*minute), 8)}
+	applyAll(whole, append(early, late...)...)
+	applyAll(a, early...)
+	applyAll(b, late...)
+	if got := number(t, a, EntityItem, "i", "views_1h"); got != 2 {
+		t.Fatalf("the early engine alone counts %v views at its clock, want 2", got)
+	}
+	now := max(a.Clock(), b.Clock())
+	for _, x := range []struct{ entity, id, name string }{{EntityItem, "i", "views_1h"}, {EntityGlobal, "", "all_1h"}} {
+		i := slices.IndexFunc(whole.cfg.Features, func(s Spec) bool { return s.Name == x.name })
+		s := &whole.cfg.Features[i]
+		got := WindowAt(s, a.WindowBuckets(x.entity, x.id)[x.name], now) + WindowAt(s, b.WindowBuckets(x.entity, x.id)[x.name], now)
+		if want := number(t, whole, x.entity, x.id, x.name); got != want {
+			t.Errorf("%s: parts' buckets at the newest clock sum to %v, one engine says %v", x.name, got, want)
+		}
+	}
+	if a.WindowBuckets(EntityItem, "unknown") != nil {
+		t.Error("an unknown item has no buckets")
+	}
+}

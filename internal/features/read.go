@@ -432,6 +432,67 @@ func (e *Engine) Values(entity, id string) (v Values, ok bool) {
 	return v, false
 }
 
+// Bucket is one non-empty bucket of a window feature: what the events
+// with ts/width == Idx added (width = window/buckets).
+type Bucket struct {
+	Idx int64   `json:"i"`
+	V   float64 `json:"v"`
+}
+
+// WindowBuckets is the raw buckets of the window features of an item
+// (entity item) or of the global record, by feature name; nil for an item
+// the engine does not know. A bucket's contents do not depend on which
+// engine applied an event, so engines that each apply part of the log
+// (its partitions) add up to one engine's windows by summing their
+// buckets and evaluating them at the newest clock (WindowAt). Their
+// window values could not be summed: each is evaluated at its own clock.
+func (e *Engine) WindowBuckets(entity, id string) map[string][]Bucket {
+	var (
+		w  *windows
+		ws []winSpec
+	)
+	switch entity {
+	case EntityItem:
+		it := e.items.Get(id)
+		if it == nil {
+			return nil
+		}
+		it.mu.Lock()
+		defer it.mu.Unlock()
+		w, ws = &it.windows, e.c.itemWin
+	case EntityGlobal:
+		e.global.mu.Lock()
+		defer e.global.mu.Unlock()
+		w, ws = &e.global.windows, e.c.globalWin
+	default:
+		return nil
+	}
+	out := make(map[string][]Bucket, len(ws))
+	for i, s := range ws {
+		lo, hi := w.ring(i, len(ws))
+		bs := make([]Bucket, 0, hi-lo)
+		for _, x := range w.b[lo:hi] {
+			bs = append(bs, Bucket{Idx: x.idx, V: x.v})
+		}
+		out[s.spec.Name] = bs
+	}
+	return out
+}
+
+// WindowAt is the value of window feature s over buckets at engine clock
+// now (event time, ms): what Values reports for an entity with them.
+func WindowAt(s *Spec, buckets []Bucket, now int64) float64 {
+	n, width := windowShape(s)
+	now /= width
+	sum := 0.0
+	for _, b := range buckets {
+		if inWindow(b.Idx, n, now) {
+			sum += b.V
+		}
+	}
+	return sum
+}
+
 func windowValues(w *windows, ws []winSpec, now int64) []float64 {
 	out := make([]float64, len(ws))
 	for i := range ws {

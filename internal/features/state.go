@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // windows are an entity's sliding event-time windows, each a ring of n
@@ -109,11 +110,20 @@ func (w *windows) sum(ws []winSpec, i int, now int64) float64 {
 	n := ws[i].n
 	s := 0.0
 	for _, x := range w.b[lo:hi] {
-		if x.idx > now-n && x.idx <= now {
+		if inWindow(x.idx, n, now) {
 			s += x.v
 		}
 	}
 	return s
+}
+
+// inWindow says whether bucket idx is one of the n buckets (now-n, now].
+func inWindow(idx, n, now int64) bool { return idx > now-n && idx <= now }
+
+// windowShape is how many buckets a window feature has and how wide (ms)
+// each is.
+func windowShape(s *Spec) (n, width int64) {
+	return int64(s.Buckets), max(1, time.Duration(s.Window).Milliseconds()/int64(s.Buckets))
 }
 
 // decayed is an exponentially decayed weight: w as of time t.

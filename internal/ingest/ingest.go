@@ -61,6 +61,11 @@ type Service struct {
 	lagged   atomic.Uint64 // partitioned: records not yet applied, as last measured
 	pending  pendingQueue
 
+	// appendOnly: a node that applies nothing (NewAppender); published
+	// is what its appends wait for instead.
+	appendOnly bool
+	remote     Remote
+
 	afterApply  func(applied uint64)
 	specChanged bool       // Recover rebuilt the state under new feature specs
 	eraseMu     sync.Mutex // one erasure's snapshot-purge-redact at a time
@@ -115,6 +120,10 @@ func New(log eventlog.Log, engine *features.Engine, snaps *store.Snapshots, m *o
 // state includes every record that was durable when Recover began. Call
 // before Start; the node is not ready until it returns.
 func (s *Service) Recover(ctx context.Context) error {
+	if s.appendOnly {
+		s.ready.Store(true)
+		return nil
+	}
 	if s.snaps != nil {
 		info, ok, err := s.snaps.Load(s.engine.Restore)
 		switch {
@@ -195,6 +204,10 @@ func (s *Service) Ready() bool { return s.ready.Load() }
 // Start runs the applier until Close.
 func (s *Service) Start() {
 	s.started.Store(true)
+	if s.appendOnly {
+		go func() { <-s.stop; close(s.done) }()
+		return
+	}
 	if s.plog != nil {
 		go s.runPartitioned()
 		return
@@ -366,6 +379,17 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 		}
 	}
 	var res Result
+	consent, err := s.consents(ctx, events)
+	if err != nil {
+		var mine []string
+		for i, id := range ids {
+			if !dup[i] && id != "" {
+				mine = append(mine, id)
+			}
+		}
+		s.dedup.Release(mine)
+		return res, err
+	}
 	recs := make([]Keyed, 0, len(events))
 	var reserved []string
 	buf := make([]byte, 0, len(events)*96)
@@ -376,7 +400,7 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 			res.Duplicates++
 			continue
 		}
-		if !s.engine.Consent(events[i].User).Storage {
+		if !consent[i].Storage {
 			res.Refused = append(res.Refused, i)
 			if ids[i] != "" {
 				s.dedup.Release([]string{ids[i]})
@@ -412,12 +436,24 @@ func (s *Service) Events(ctx context.Context, events []event.Interaction) (Resul
 	return res, nil
 }
 
-// Items appends item metadata records.
+// Items appends item metadata records, keyed by item: one item's updates
+// stay in order. From a node that applies nothing (NewAppender), every
+// partition gets a copy instead: the workers apply each partition into an
+// engine of its own, which needs the categories of every item its users
+// touch (category trending and affinity); each partition still keeps the
+// item's updates in order. (One engine applying every partition must not
+// get copies: it could apply an older update's copy after a newer one's.)
 func (s *Service) Items(ctx context.Context, items []event.Item) error {
-	recs := make([]Keyed, len(items))
+	copies, pinned := 1, s.appendOnly && s.plog != nil
+	if pinned {
+		copies = s.plog.Partitions()
+	}
+	recs := make([]Keyed, 0, len(items)*copies)
 	for i := range items {
-		// Keyed by item: one item's metadata updates stay in order.
-		recs[i] = Keyed{Key: []byte(items[i].ID), Value: event.AppendBinary(nil, &event.Record{Kind: event.KindItem, Item: items[i]})}
+		v := event.AppendBinary(nil, &event.Record{Kind: event.KindItem, Item: items[i]})
+		for p := range copies {
+			recs = append(recs, Keyed{Key: []byte(items[i].ID), Value: v, Pinned: pinned, Partition: p})
+		}
 	}
 	return s.append(ctx, recs)
 }
@@ -433,11 +469,23 @@ func (s *Service) EraseUser(ctx context.Context, user string) error {
 // and without personalisation consent they feed no one else's features.
 func (s *Service) SetConsent(ctx context.Context, user string, c event.Consent) error {
 	rec := event.Record{Kind: event.KindUser, User: event.User{ID: user, TS: time.Now().UnixMilli(), Attributes: c.Attributes()}}
-	return s.append(ctx, []Keyed{{Key: []byte(user), Value: event.AppendBinary(nil, &rec)}})
+	return s.appendSeen(ctx, []Keyed{{Key: []byte(user), Value: event.AppendBinary(nil, &rec)}}, true)
 }
 
-// Consent is what user allows now.
-func (s *Service) Consent(user string) event.Consent { return s.engine.Consent(user) }
+// Consent is what user allows now (on a node that applies nothing: as
+// published, full consent when that cannot be read).
+func (s *Service) Consent(user string) event.Consent {
+	if s.appendOnly {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		cs, err := s.consents(ctx, []event.Interaction{{User: user}})
+		if err != nil {
+			return event.FullConsent
+		}
+		return cs[0]
+	}
+	return s.engine.Consent(user)
+}
 
 // redactor is a log that can erase records in place (the embedded log).
 type redactor interface {
@@ -459,7 +507,7 @@ var ErrCannotRedact = errors.New("ingest: this event log cannot erase records")
 // It returns how many log records were redacted.
 func (s *Service) Erase(ctx context.Context, user string) (int, error) {
 	rec := event.Record{Kind: event.KindErase, User: event.User{ID: user, TS: time.Now().UnixMilli()}}
-	tomb, err := s.appendAt(ctx, []Keyed{{Key: []byte(user), Value: event.AppendBinary(nil, &rec)}})
+	tomb, err := s.appendAt(ctx, []Keyed{{Key: []byte(user), Value: event.AppendBinary(nil, &rec)}}, true)
 	if err != nil {
 		// Including ErrApplyPending: nothing below may run before the
 		// tombstone is applied. The caller retries; erasure is idempotent.
@@ -502,14 +550,21 @@ func (s *Service) Erase(ctx context.Context, user string) (int, error) {
 // append stores recs durably, then waits until the state includes them
 // (read-your-writes). Keys and ids matter only to a partitioned log.
 func (s *Service) append(ctx context.Context, recs []Keyed) error {
-	_, err := s.appendAt(ctx, recs)
+	return s.appendSeen(ctx, recs, false)
+}
+
+// appendSeen is append; on a node that applies nothing, mustSee waits for
+// the records to be published even without Remote.PublishedAll (consent
+// and erasure must have taken effect when they are answered).
+func (s *Service) appendSeen(ctx context.Context, recs []Keyed, mustSee bool) error {
+	_, err := s.appendAt(ctx, recs, mustSee)
 	return err
 }
 
 // appendAt is append that also returns the offset of the last record in
 // the embedded log (0 with a partitioned log, or when nothing became
 // durable).
-func (s *Service) appendAt(ctx context.Context, recs []Keyed) (uint64, error) {
+func (s *Service) appendAt(ctx context.Context, recs []Keyed, mustSee bool) (uint64, error) {
 	start := time.Now()
 	actx, span := s.tracer.Start(ctx, "eventlog.append")
 	var (
@@ -542,9 +597,13 @@ func (s *Service) appendAt(ctx context.Context, recs []Keyed) (uint64, error) {
 	}
 	wctx, span := s.tracer.Start(ctx, "ingest.wait_applied")
 	var last uint64
-	if s.plog != nil {
+	switch {
+	case s.appendOnly && (s.remote.Published == nil || !(mustSee || s.remote.PublishedAll)):
+	case s.appendOnly:
+		err = s.remote.Published(wctx, at)
+	case s.plog != nil:
 		err = s.waitPartitions(wctx, at)
-	} else {
+	default:
 		last = first + uint64(len(recs)) - 1
 		s.pending.push(last, time.Now())
 		err = s.WaitApplied(wctx, last)
@@ -567,7 +626,7 @@ var ErrApplyPending = errors.New("ingest: durable but not yet applied")
 // Snapshot writes the state at the current applied offset. Apply pauses
 // while the state is encoded in memory; the Pebble write happens after.
 func (s *Service) Snapshot() error {
-	if s.snaps == nil {
+	if s.snaps == nil || s.engine == nil {
 		return nil
 	}
 	s.snapMu.Lock()

@@ -54,11 +54,15 @@ func OpenKafka(ctx context.Context, opts KafkaOptions) (*KafkaLog, error) {
 // Partitions is the topic's partition count when it was opened.
 func (l *KafkaLog) Partitions() int { return l.opts.Partitions }
 
-// Append produces recs keyed by Key (murmur2, like other Kafka clients).
+// Append produces recs keyed by Key (murmur2, like other Kafka clients)
+// or into their pinned partitions.
 func (l *KafkaLog) Append(ctx context.Context, recs []Keyed) (map[int]uint64, error) {
 	krs := make([]kafka.Record, len(recs))
 	for i, r := range recs {
-		krs[i] = kafka.Record{Key: r.Key, Value: r.Value}
+		if r.Pinned && (r.Partition < 0 || r.Partition >= l.opts.Partitions) {
+			return nil, fmt.Errorf("ingest: record %d pinned to partition %d of %d", i, r.Partition, l.opts.Partitions)
+		}
+		krs[i] = kafka.Record{Key: r.Key, Value: r.Value, Pinned: r.Pinned, Partition: r.Partition}
 	}
 	at, err := l.prod.AppendAt(ctx, krs)
 	if err != nil {

@@ -20,11 +20,11 @@ func OpenNATS(ctx context.Context, opts nats.Options) (*NATSLog, error) {
 	return &NATSLog{l}, nil
 }
 
-// Append publishes recs, each to its key's partition subject.
+// Append publishes recs, each to its key's (or pinned) partition subject.
 func (l *NATSLog) Append(ctx context.Context, recs []Keyed) (map[int]uint64, error) {
 	nrs := make([]nats.Record, len(recs))
 	for i, r := range recs {
-		nrs[i] = nats.Record{Key: r.Key, Value: r.Value, ID: r.ID}
+		nrs[i] = nats.Record{Key: r.Key, Value: r.Value, ID: r.ID, Pinned: r.Pinned, Partition: r.Partition}
 	}
 	return l.AppendAt(ctx, nrs)
 }

@@ -17,11 +17,14 @@ import (
 )
 
 // Keyed is one record for a partitioned log. Key chooses the partition (the
-// user, so one user's records stay in order); ID, when set, lets a broker
-// that can (NATS JetStream) drop a retried copy.
+// user, so one user's records stay in order) unless Pinned, which stores it
+// in Partition; ID, when set, lets a broker that can (NATS JetStream) drop
+// a retried copy.
 type Keyed struct {
 	Key, Value []byte
 	ID         string
+	Pinned     bool
+	Partition  int
 }
 
 // PartitionedLog is what the write path needs from a partitioned broker log

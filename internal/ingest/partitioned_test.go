@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -316,4 +318,30 @@ func TestKafkaNodeConcurrentWriters(t *testing.T) {
 	}
 	require.NoError(t, g.Wait())
 	requireSameState(t, ref, n.eng)
+}
+
+// Item metadata appended by a node that applies nothing (role api) reaches
+// every partition: each is applied by an engine of its own, which needs the
+// categories of the items its users touch.
+func TestAppenderSendsItemsToEveryPartition(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	plog, err := kafkaLog(newKafka(t))(ctx)
+	require.NoError(t, err)
+	defer plog.Close()
+	svc := ingest.NewAppender(plog, ingest.Remote{}, nil, slog.New(slog.DiscardHandler), ingest.Options{})
+	require.NoError(t, svc.Items(ctx, []event.Item{{ID: "i1", Categories: []string{"shoes"}}}))
+	for p := range plog.Partitions() {
+		r, err := plog.Reader(p, 1)
+		require.NoError(t, err)
+		var items []string
+		_, err = r.Read(ctx, 1, 100, func(_ uint64, data []byte) error {
+			var rec event.Record
+			require.NoError(t, event.DecodeBinary(data, &rec))
+			items = append(items, rec.Item.ID+":"+strings.Join(rec.Item.Categories, ","))
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, []string{"i1:shoes"}, items, "partition %d", p)
+	}
 }

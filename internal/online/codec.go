@@ -24,6 +24,8 @@ const (
 	fieldNbrs  = "_nbrs"  // item: co-visited neighbours, strongest first
 	fieldTrend = "_trend" // global: trending; "_trend:<category>" per category
 	fieldAt    = "_at"    // computed_at (wall ms) of the record
+	// fieldConsent is what the user allows, when less than full consent.
+	fieldConsent = "_consent"
 	// fieldValues holds every feature value of the entity in one field:
 	// one lookup and one bulk string per entity on a batch read instead of
 	// one per feature (4-5× less time for 100 entities × 50 features, see

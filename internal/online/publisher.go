@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/store"
 )
@@ -38,8 +39,12 @@ type PublisherOptions struct {
 	CheckEvery time.Duration
 	// ResyncChunk is how many entities one resync write carries.
 	ResyncChunk int
-	Registerer  prometheus.Registerer
-	Logger      *slog.Logger
+	// Part, when set, makes item and global records parts (named Part)
+	// of a record that several engines add to: the publisher of one log
+	// partition's engine, read by a Reader with Parts (see merge.go).
+	Part       string
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
 }
 
 func (o *PublisherOptions) defaults() {
@@ -576,6 +581,9 @@ func (p *Publisher) userRecord(id string) (store.Entity, userEntry, features.Val
 	add(fieldSeen, encode(seen))
 	add(fieldAt, strconv.AppendInt(nil, doc.At, 10))
 	add(fieldValues, valuesField(vals))
+	if c := p.eng.Consent(id); c != event.FullConsent {
+		add(fieldConsent, encode(c))
+	}
 	p.m.observe(features.EntityUser, doc.At, vals)
 	return e, entry, vals
 }
@@ -588,8 +596,9 @@ func (p *Publisher) itemRecord(id string) store.Entity {
 	if nbrs == nil {
 		nbrs = []features.Neighbor{}
 	}
-	e := store.Entity{Key: itemKey(id)}
+	e := store.Entity{Key: itemKey(id), Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
+	p.addPartState(add, features.EntityItem, id)
 	add(fieldInfo, encode(newItemDoc(vals.ComputedAt, info[0])))
 	add(fieldNbrs, encode(nbrs))
 	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
@@ -600,8 +609,9 @@ func (p *Publisher) itemRecord(id string) store.Entity {
 
 func (p *Publisher) globalRecord() store.Entity {
 	vals, _ := p.eng.Values(features.EntityGlobal, "")
-	e := store.Entity{Key: globalKey}
+	e := store.Entity{Key: globalKey, Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
+	p.addPartState(add, features.EntityGlobal, "")
 	add(fieldTrend, encode(scoredOrEmpty(p.eng.Trending("", p.opts.Trending))))
 	for _, c := range p.eng.TrendingCategories() {
 		add(trendCatPfx+c, encode(scoredOrEmpty(p.eng.Trending(c, p.opts.Trending))))
@@ -610,6 +620,21 @@ func (p *Publisher) globalRecord() store.Entity {
 	add(fieldValues, valuesField(vals))
 	p.m.observe(features.EntityGlobal, vals.ComputedAt, vals)
 	return e
+}
+
+// addPartState stamps a part with the engine clock its values were
+// computed at (readers align the parts' decays and recencies to the
+// newest) and adds its raw window buckets (readers sum them and evaluate
+// the windows at the newest clock: a part not rewritten since an older
+// clock still counts what has left the window since).
+func (p *Publisher) addPartState(add func(string, []byte), entity, id string) {
+	if p.opts.Part == "" {
+		return
+	}
+	// The clock first: buckets newer than it are left for the next flush,
+	// which the event that made them causes.
+	add(fieldClk, strconv.AppendInt(nil, p.eng.Clock(), 10))
+	add(fieldWin, encode(p.eng.WindowBuckets(entity, id)))
 }
 
 func scoredOrEmpty(l []features.Scored) []features.Scored {

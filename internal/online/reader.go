@@ -2,7 +2,9 @@ package online
 
 import (
 	"context"
+	"errors"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ripple-rec/ripple/internal/cache"
+	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/resilience"
@@ -35,6 +38,11 @@ type ReaderOptions struct {
 	Timeout  time.Duration // per store read
 	Bus      cache.Bus
 	Metrics  *cache.Metrics
+	// Parts, when not 0, is how many parts item and global records have
+	// (one per log partition, written by partitioned workers): reads merge
+	// them (see merge.go). Features are the specs the merge follows.
+	Parts    int
+	Features *features.Config
 	// Tracing records every store read of a tier (one batch load) as a
 	// span of the request that caused it; L1 hits record nothing. nil: no
 	// spans.
@@ -86,6 +94,8 @@ type Reader struct {
 	// local, set by this node's publisher, serves a user it changed from
 	// the engine until the store has the change (read-your-writes).
 	local func(id string) (userEntry, features.Values, bool)
+	parts int
+	specs *features.Config
 }
 
 // NewReader builds the tiers over st. defaults gives an entity's typed
@@ -94,7 +104,10 @@ func NewReader(st store.Online, opts ReaderOptions, defaults func(entity string)
 	if opts.FreshFor <= 0 {
 		opts.FreshFor = 30 * time.Second
 	}
-	r := &Reader{st: st, bus: &fanout{}, defaults: defaults, freshFor: opts.FreshFor}
+	r := &Reader{st: st, bus: &fanout{}, defaults: defaults, freshFor: opts.FreshFor, parts: opts.Parts, specs: opts.Features}
+	if r.parts > 0 && r.specs == nil {
+		return nil, errors.New("online: reading parts needs the feature specs")
+	}
 	bus := opts.Bus
 	opts.Bus = r.bus
 	ttl := func(d time.Duration) func(string) time.Duration { return func(string) time.Duration { return d } }
@@ -211,22 +224,35 @@ func (r *Reader) loadUsers(ctx context.Context, keys []string) ([]userEntry, []b
 	return vals, found, nil
 }
 
-func (r *Reader) loadItemField(ctx context.Context, keys []string, field string, each func(i int, raw []byte) error) ([]bool, error) {
+// loadItemField reads one field of items; with parts, each calls back with
+// every part that has it.
+func (r *Reader) loadItemField(ctx context.Context, keys []string, field string, each func(i int, raws [][]byte) error) ([]bool, error) {
 	ids := strip(keys, 2)
 	skeys := make([]string, len(ids))
 	for i, id := range ids {
 		skeys[i] = itemKey(id)
 	}
-	rows, err := r.st.Get(ctx, skeys, []string{field})
+	fields := []string{field}
+	if r.parts > 0 {
+		fields = partFields(r.parts, field)
+	}
+	rows, err := r.st.Get(ctx, skeys, fields)
 	if err != nil {
 		return nil, err
 	}
 	found := make([]bool, len(keys))
+	var raws [][]byte
 	for i, row := range rows {
-		if row[0] == nil {
+		raws = raws[:0]
+		for _, raw := range row {
+			if raw != nil {
+				raws = append(raws, raw)
+			}
+		}
+		if len(raws) == 0 {
 			continue
 		}
-		if err := each(i, row[0]); err != nil {
+		if err := each(i, raws); err != nil {
 			return nil, err
 		}
 		found[i] = true
@@ -236,11 +262,17 @@ func (r *Reader) loadItemField(ctx context.Context, keys []string, field string,
 
 func (r *Reader) loadInfos(ctx context.Context, keys []string) ([]features.ItemInfo, []bool, error) {
 	vals := make([]features.ItemInfo, len(keys))
-	found, err := r.loadItemField(ctx, keys, fieldInfo, func(i int, raw []byte) error {
-		var d itemDoc
-		if err := json.Unmarshal(raw, &d); err != nil {
-			return err
+	var docs []itemDoc
+	found, err := r.loadItemField(ctx, keys, fieldInfo, func(i int, raws [][]byte) error {
+		docs = docs[:0]
+		for _, raw := range raws {
+			var d itemDoc
+			if err := json.Unmarshal(raw, &d); err != nil {
+				return err
+			}
+			docs = append(docs, d)
 		}
+		d := mergeInfos(docs)
 		vals[i] = d.info()
 		return nil
 	})
@@ -249,8 +281,18 @@ func (r *Reader) loadInfos(ctx context.Context, keys []string) ([]features.ItemI
 
 func (r *Reader) loadNbrs(ctx context.Context, keys []string) ([][]features.Neighbor, []bool, error) {
 	vals := make([][]features.Neighbor, len(keys))
-	found, err := r.loadItemField(ctx, keys, fieldNbrs, func(i int, raw []byte) error {
-		return json.Unmarshal(raw, &vals[i])
+	found, err := r.loadItemField(ctx, keys, fieldNbrs, func(i int, raws [][]byte) error {
+		if len(raws) == 1 && r.parts == 0 {
+			return json.Unmarshal(raws[0], &vals[i])
+		}
+		parts := make([][]features.Neighbor, len(raws))
+		for j, raw := range raws {
+			if err := json.Unmarshal(raw, &parts[j]); err != nil {
+				return err
+			}
+		}
+		vals[i] = mergeNeighbors(parts, 0)
+		return nil
 	})
 	return vals, found, err
 }
@@ -263,17 +305,36 @@ func (r *Reader) loadTrend(ctx context.Context, keys []string) ([][]features.Sco
 			fields[i] = trendCatPfx + cat
 		}
 	}
+	per := 1
+	if r.parts > 0 {
+		per = r.parts
+		fields = partFields(r.parts, fields...) // part-major: field j of part p at p*len(keys)+j
+	}
 	rows, err := r.st.Get(ctx, []string{globalKey}, fields)
 	if err != nil {
 		return nil, nil, err
 	}
 	vals, found := make([][]features.Scored, len(keys)), make([]bool, len(keys))
-	for i, raw := range rows[0] {
-		if raw == nil {
-			continue
+	for i := range keys {
+		var parts [][]features.Scored
+		for p := range per {
+			raw := rows[0][p*len(keys)+i]
+			if raw == nil {
+				continue
+			}
+			var l []features.Scored
+			if err := json.Unmarshal(raw, &l); err != nil {
+				return nil, nil, err
+			}
+			parts = append(parts, l)
 		}
-		if err := json.Unmarshal(raw, &vals[i]); err != nil {
-			return nil, nil, err
+		switch {
+		case len(parts) == 0:
+			continue
+		case r.parts == 0:
+			vals[i] = parts[0]
+		default:
+			vals[i] = mergeScored(parts)
 		}
 		found[i] = true
 		r.lastTrend.Store(keys[i][2:], vals[i])
@@ -294,22 +355,119 @@ func (r *Reader) loadValues(ctx context.Context, keys []string) ([]valuesEntry, 
 			skeys[i] = globalKey
 		}
 	}
-	rows, err := r.st.Get(ctx, skeys, []string{fieldValues, fieldAt})
-	if err != nil {
-		return nil, nil, err
+	return r.readValues(ctx, skeys)
+}
+
+// readValues reads the values of store keys skeys. Users are whole records;
+// with parts, items and the global record are merged over their parts.
+func (r *Reader) readValues(ctx context.Context, skeys []string) ([]valuesEntry, []bool, error) {
+	whole := []string{fieldValues, fieldAt}
+	partOf := partFields(r.parts, fieldValues, fieldAt, fieldClk, fieldNbrs, fieldWin)
+	var wk, pk []int // indices of keys read whole, read in parts
+	for i, k := range skeys {
+		if r.parts == 0 || strings.HasPrefix(k, "u:") {
+			wk = append(wk, i)
+		} else {
+			pk = append(pk, i)
+		}
 	}
-	vals, found := make([]valuesEntry, len(keys)), make([]bool, len(keys))
-	for i, row := range rows {
-		if row[0] == nil {
+	vals, found := make([]valuesEntry, len(skeys)), make([]bool, len(skeys))
+	for _, set := range []struct {
+		idx    []int
+		fields []string
+		stride int // fields per part
+	}{{wk, whole, len(whole)}, {pk, partOf, len(partOf) / max(1, r.parts)}} {
+		if len(set.idx) == 0 {
 			continue
 		}
-		v, err := decodeValues(row[0], row[1])
+		sk := make([]string, len(set.idx))
+		for j, i := range set.idx {
+			sk[j] = skeys[i]
+		}
+		rows, err := r.st.Get(ctx, sk, set.fields)
 		if err != nil {
 			return nil, nil, err
 		}
-		vals[i], found[i] = valuesEntry{vals: v, found: true}, true
+		for j, row := range rows {
+			var parts []valuesPart
+			for p := 0; p+1 < len(row); p += set.stride {
+				if row[p] == nil {
+					continue
+				}
+				v, err := decodeValues(row[p], row[p+1])
+				if err != nil {
+					return nil, nil, err
+				}
+				vp := valuesPart{vals: v}
+				if len(set.fields) == len(whole) {
+					parts = append(parts, vp)
+					break
+				}
+				if row[p+2] != nil {
+					vp.clk, _ = strconv.ParseInt(string(row[p+2]), 10, 64)
+				}
+				if row[p+3] != nil {
+					if err := json.Unmarshal(row[p+3], &vp.nbrs); err != nil {
+						return nil, nil, err
+					}
+				}
+				if row[p+4] != nil {
+					if err := json.Unmarshal(row[p+4], &vp.win); err != nil {
+						return nil, nil, err
+					}
+				}
+				parts = append(parts, vp)
+			}
+			i := set.idx[j]
+			switch {
+			case len(parts) == 0:
+				continue
+			case len(set.fields) == len(whole):
+				vals[i] = valuesEntry{vals: parts[0].vals, found: true}
+			default:
+				scope := features.ScopeItem
+				if sk[j] == globalKey {
+					scope = features.ScopeGlobal
+				}
+				vals[i] = valuesEntry{vals: mergeValues(r.specs, scope, parts), found: true}
+			}
+			found[i] = true
+		}
 	}
 	return vals, found, nil
+}
+
+// Consent reads what each of users allows, as published, from the store
+// (no tier: a consent change must count at once). Users without a record
+// or without a consent field allow everything.
+func (r *Reader) Consent(ctx context.Context, users []string) ([]event.Consent, error) {
+	out := make([]event.Consent, len(users))
+	idx := map[string][]int{}
+	var keys []string
+	for i, u := range users {
+		out[i] = event.FullConsent
+		if _, ok := idx[u]; !ok {
+			keys = append(keys, userKey(u))
+		}
+		idx[u] = append(idx[u], i)
+	}
+	rows, err := r.st.Get(ctx, keys, []string{fieldConsent})
+	if err != nil {
+		return nil, err
+	}
+	for j, row := range rows {
+		if row[0] == nil {
+			continue
+		}
+		var c event.Consent
+		if err := json.Unmarshal(row[0], &c); err != nil {
+			return nil, err
+		}
+		for _, i := range idx[keys[j][len("u:"):]] {
+			out[i] = c
+		}
+	}
+	return out, nil
 }
 
 // level is what serving e costs in freshness: Degraded when there was no

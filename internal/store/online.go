@@ -29,11 +29,19 @@ type Field struct {
 	Value []byte
 }
 
-// Entity is the whole record of one entity.
+// Entity is the whole record of one entity, or, when Part is set, one
+// part of it: Fields then replace only that part's fields (the store names
+// them "<name>@<part>") and the stamp is kept per part. Aggregates that
+// every log partition adds to (items, global) are written as one part per
+// partition, under one key, and summed when read.
 type Entity struct {
 	Key    string
 	Fields []Field
+	Part   string
 }
+
+// PartField is the stored name of field name of part.
+func PartField(name, part string) string { return name + "@" + part }
 
 // Batch is what one flush of the feature engine writes.
 //

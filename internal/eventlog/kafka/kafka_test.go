@@ -139,6 +139,36 @@ func TestProduceReadEveryPartition(t *testing.T) {
 	}
 }
 
+// A pinned record is stored in the partition it names, whatever its key;
+// the records around it still go by key.
+func TestPinnedRecords(t *testing.T) {
+	c := newCluster(t)
+	ctx := testCtx(t, 30*time.Second)
+	p := newProducer(t, c, topic, 0)
+	var recs []Record
+	for part := range numPartitions {
+		recs = append(recs, Record{Key: []byte("u1"), Value: []byte("keyed")},
+			Record{Key: []byte("item"), Value: []byte("pinned:" + strconv.Itoa(part)), Pinned: true, Partition: part})
+	}
+	at, err := p.AppendAt(ctx, recs)
+	require.NoError(t, err)
+	require.Len(t, at, numPartitions, "every partition was written")
+	keyed := 0
+	for part := range int32(numPartitions) {
+		got, _ := readAll(t, ctx, newReader(t, c, topic, part, 1), 1)
+		var pinned []string
+		for _, d := range got {
+			if d.value == "keyed" {
+				keyed++
+				continue
+			}
+			pinned = append(pinned, d.value)
+		}
+		require.Equal(t, []string{"pinned:" + strconv.Itoa(int(part))}, pinned, "partition %d", part)
+	}
+	require.Equal(t, numPartitions, keyed)
+}
+
 // When Append returns nil the records are on the broker: a Read right after
 // finds them, every time.
 func TestAppendIsReadableWhenItReturns(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -30,7 +31,16 @@ const DefaultDeliveryTimeout = time.Minute
 // ordered in one partition.
 type Record struct {
 	Key, Value []byte
+	// Pinned stores the record in Partition instead of Key's partition:
+	// a record that every partition needs (item metadata) is appended
+	// once per partition.
+	Pinned    bool
+	Partition int
 }
+
+// HeaderPinned marks a record stored in the partition it names (decimal),
+// whatever its key: the partitioner honours it (see Record.Pinned).
+const HeaderPinned = "ripple-pinned"
 
 // ProducerOptions configures NewProducer.
 type ProducerOptions struct {
@@ -76,7 +86,7 @@ func NewProducer(opts ProducerOptions) (*Producer, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// nil hasher = Kafka's murmur2, so other Kafka clients agree on
 		// which partition owns a user.
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)),
+		kgo.RecordPartitioner(pinnedOrKeyed{kgo.StickyKeyPartitioner(nil)}),
 		kgo.MaxBufferedRecords(opts.MaxBufferedRecords),
 		kgo.RecordDeliveryTimeout(opts.DeliveryTimeout),
 	)
@@ -105,6 +115,10 @@ func (p *Producer) AppendAt(ctx context.Context, recs []Record) (map[int32]uint6
 	krs := make([]*kgo.Record, len(recs))
 	for i, r := range recs {
 		krs[i] = &kgo.Record{Key: r.Key, Value: r.Value}
+		if r.Pinned {
+			krs[i].Partition = int32(r.Partition)
+			krs[i].Headers = []kgo.RecordHeader{{Key: HeaderPinned, Value: strconv.AppendInt(nil, int64(r.Partition), 10)}}
+		}
 	}
 	w, err := p.produceAt(ctx, krs)
 	if err != nil {
@@ -232,4 +246,41 @@ func (p *Producer) Ends(ctx context.Context) (map[int32]uint64, error) {
 // Close fails records still buffered and closes connections.
 func (p *Producer) Close() {
 	p.cl.Close()
+}
+
+// pinnedOrKeyed partitions a record marked HeaderPinned into the partition
+// it was given, every other record as byKey does.
+type pinnedOrKeyed struct{ byKey kgo.Partitioner }
+
+func (p pinnedOrKeyed) ForTopic(topic string) kgo.TopicPartitioner {
+	return pinnedTopic{p.byKey.ForTopic(topic)}
+}
+
+type pinnedTopic struct{ byKey kgo.TopicPartitioner }
+
+func pinned(r *kgo.Record) bool {
+	for _, h := range r.Headers {
+		if h.Key == HeaderPinned {
+			return true
+		}
+	}
+	return false
+}
+
+func (t pinnedTopic) RequiresConsistency(r *kgo.Record) bool {
+	return pinned(r) || t.byKey.RequiresConsistency(r)
+}
+
+func (t pinnedTopic) Partition(r *kgo.Record, n int) int {
+	if pinned(r) {
+		return int(r.Partition)
+	}
+	return t.byKey.Partition(r, n)
+}
+
+// OnNewBatch keeps byKey's stickiness for records without a key.
+func (t pinnedTopic) OnNewBatch() {
+	if o, ok := t.byKey.(kgo.TopicPartitionerOnNewBatch); ok {
+		o.OnNewBatch()
+	}
 }

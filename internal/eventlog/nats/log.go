@@ -63,6 +63,11 @@ type Options struct {
 type Record struct {
 	Key, Value []byte
 	ID         string
+	// Pinned stores the record in Partition instead of Key's partition:
+	// a record that every partition needs (item metadata) is appended
+	// once per partition.
+	Pinned    bool
+	Partition int
 }
 
 // Log is the JetStream event log: a connection and the stream's layout.
@@ -260,6 +265,12 @@ func (l *Log) AppendAt(ctx context.Context, recs []Record) (map[int]uint64, erro
 	for i, r := range recs {
 		m := &msgs[i]
 		parts[i] = PartitionOf(r.Key, len(l.subjects))
+		if r.Pinned {
+			if r.Partition < 0 || r.Partition >= len(l.subjects) {
+				return nil, fmt.Errorf("nats: record %d pinned to partition %d of %d", i, r.Partition, len(l.subjects))
+			}
+			parts[i] = r.Partition
+		}
 		m.Subject = l.subjects[parts[i]]
 		m.Data = r.Value
 		var popts []jetstream.PublishOpt

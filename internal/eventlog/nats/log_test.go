@@ -130,6 +130,29 @@ func TestAppendReadPartitioned(t *testing.T) {
 	}
 }
 
+// A pinned record is stored in the partition it names, whatever its key.
+func TestPinnedRecords(t *testing.T) {
+	s := startServer(t)
+	const parts = 4
+	l := openLog(t, s, parts)
+	var recs []Record
+	for p := range parts {
+		recs = append(recs, Record{Key: []byte("item"), Value: []byte("pinned:" + strconv.Itoa(p)), Pinned: true, Partition: p})
+	}
+	if _, err := l.AppendAt(ctxT(t, 10*time.Second), recs); err != nil {
+		t.Fatal(err)
+	}
+	for p := range parts {
+		got := readAll(t, l, p)
+		if len(got) != 1 || got[0].data != "pinned:"+strconv.Itoa(p) {
+			t.Fatalf("partition %d holds %v", p, got)
+		}
+	}
+	if _, err := l.AppendAt(ctxT(t, 10*time.Second), []Record{{Key: []byte("x"), Pinned: true, Partition: parts}}); err == nil {
+		t.Fatal("a record pinned past the last partition must be refused")
+	}
+}
+
 func TestAppendReturnsOnlyWhenStored(t *testing.T) {
 	s := startServer(t)
 	l := openLog(t, s, 3)

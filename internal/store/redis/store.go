@@ -273,6 +273,21 @@ redis.call('HSET', KEYS[1], '_src', ARGV[1], '_off', ARGV[2], unpack(ARGV, 4))
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return 1`)
 
+// putPartScript is putScript for one part of an entity: it replaces that
+// part's fields (named by the caller "<name>@<part>"), stamped with the
+// part's own source and offset, and leaves the other parts alone.
+// KEYS[1] entity; ARGV: source, offset, ttl ms, part, then field/value pairs.
+var putPartScript = newScript(`
+local sk, ok = '_src@' .. ARGV[4], '_off@' .. ARGV[4]
+local src = redis.call('HGET', KEYS[1], sk)
+if src == ARGV[1] then
+  local off = tonumber(redis.call('HGET', KEYS[1], ok))
+  if off and off > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], sk, ARGV[1], ok, ARGV[2], unpack(ARGV, 5))
+if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1`)
+
 // offsetScript raises the source's offset (never lowers it) and returns
 // what it was. When the store holds less than the writer expects (it
 // restarted empty, or failed over to a replica that was behind), the
@@ -296,16 +311,34 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) (uint64, error) {
 	ttl := strconv.FormatInt(b.TTL.Milliseconds(), 10)
 	for lo := 0; lo < len(b.Put); lo += s.opts.WriteChunk {
 		chunk := b.Put[lo:min(len(b.Put), lo+s.opts.WriteChunk)]
-		execs := make([]rueidis.LuaExec, len(chunk))
-		for i, e := range chunk {
-			args := make([]string, 3, 3+2*len(e.Fields))
+		var whole, parts []rueidis.LuaExec
+		for _, e := range chunk {
+			args := make([]string, 3, 4+2*len(e.Fields))
 			args[0], args[1], args[2] = b.Source, off, ttl
-			for _, f := range e.Fields {
-				args = append(args, f.Name, string(f.Value))
+			if e.Part != "" {
+				args = append(args, e.Part)
 			}
-			execs[i] = rueidis.LuaExec{Keys: []string{s.Key(e.Key)}, Args: args}
+			for _, f := range e.Fields {
+				name := f.Name
+				if e.Part != "" {
+					name = store.PartField(name, e.Part)
+				}
+				args = append(args, name, string(f.Value))
+			}
+			x := rueidis.LuaExec{Keys: []string{s.Key(e.Key)}, Args: args}
+			if e.Part != "" {
+				parts = append(parts, x)
+			} else {
+				whole = append(whole, x)
+			}
 		}
-		if err := s.do(ctx, s.opts.Write, func(ctx context.Context, c rueidis.Client) error { return s.eval(ctx, c, putScript, execs) }); err != nil {
+		err := s.do(ctx, s.opts.Write, func(ctx context.Context, c rueidis.Client) error {
+			if err := s.eval(ctx, c, putScript, whole); err != nil {
+				return err
+			}
+			return s.eval(ctx, c, putPartScript, parts)
+		})
+		if err != nil {
 			return 0, err
 		}
 	}
@@ -352,6 +385,9 @@ func newScript(src string) script {
 // eval runs sc once per exec in one pipeline: EVALSHA, then EVAL for any
 // the server did not know (after a restart or a failover).
 func (s *Store) eval(ctx context.Context, c rueidis.Client, sc script, execs []rueidis.LuaExec) error {
+	if len(execs) == 0 {
+		return nil
+	}
 	cmds := make(rueidis.Commands, len(execs))
 	for i, e := range execs {
 		cmds[i] = c.B().Evalsha().Sha1(sc.sha).Numkeys(int64(len(e.Keys))).Key(e.Keys...).Arg(e.Args...).Build()

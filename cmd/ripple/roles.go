@@ -1,0 +1,329 @@
+package main
+
+// Roles split one Ripple into nodes that scale apart, all from one config
+// and one binary (store: redis, log: kafka|nats):
+//
+//   - api nodes append events to the broker log (202 once the broker acked)
+//     and serve every read from the shared Redis store. They hold no feature
+//     state. With read_your_writes they answer once the owners of the
+//     written partitions published state that includes the events (the
+//     store's offset of each partition reached the broker's acked offset);
+//     otherwise an accepted event becomes visible when its owner publishes
+//     it, normally within a publish flush (see BENCHMARKS.md).
+//   - worker nodes own partitions: one feature engine per partition, fed
+//     by that partition alone, snapshotted in <data_dir>, published into
+//     Redis. Users live in one partition, so user records are whole; item
+//     and global records are written as one part per partition and merged
+//     when read (internal/online/merge.go).
+//
+// Consent and erasure on api nodes are records like events: the owner of
+// the user's partition applies them (consent is read back from the store
+// to refuse events of users who withheld storage; erasure answers once the
+// tombstone is published, and the broker log cannot be redacted). Item
+// metadata is appended to every partition (one copy each, pinned), so every
+// partition's engine knows the categories its users' events need (category
+// trending and user category affinity); a partition keeps one item's
+// updates in order.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ripple-rec/ripple/internal/api"
+	ripplenats "github.com/ripple-rec/ripple/internal/eventlog/nats"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/ingest"
+	"github.com/ripple-rec/ripple/internal/observe"
+	"github.com/ripple-rec/ripple/internal/online"
+	"github.com/ripple-rec/ripple/internal/store"
+)
+
+const (
+	roleAll    = "all"
+	roleAPI    = "api"
+	roleWorker = "worker"
+)
+
+// workerConfig is the `worker:` section. Partition p is owned by the
+// worker whose index is p % count: a static assignment, so a worker that
+// dies leaves its partitions unapplied until it (or a replacement with the
+// same index and data dir, or any data dir: it replays the log) restarts.
+type workerConfig struct {
+	Index int `yaml:"index"`
+	Count int `yaml:"count"`
+}
+
+func (c serveConfig) validateRole() error {
+	switch c.Role {
+	case roleAll:
+		return nil
+	case roleAPI, roleWorker:
+	default:
+		return fmt.Errorf("role: want all, api or worker, got %q", c.Role)
+	}
+	if c.Store != "redis" || (c.Log != "kafka" && c.Log != "nats") {
+		return fmt.Errorf("role: %s needs store: redis and log: kafka or nats (got store: %s, log: %s): "+
+			"api and worker nodes share state only through those", c.Role, c.Store, c.Log)
+	}
+	if c.Role == roleWorker && (c.Worker.Count < 1 || c.Worker.Index < 0 || c.Worker.Index >= c.Worker.Count) {
+		return fmt.Errorf("worker: want 0 <= index < count, got index %d, count %d", c.Worker.Index, c.Worker.Count)
+	}
+	return nil
+}
+
+// openBroker opens the partitioned log of log: kafka|nats (nil, nil with
+// the embedded log).
+func openBroker(ctx context.Context, cfg serveConfig) (ingest.PartitionedLog, io.Closer, error) {
+	switch cfg.Log {
+	case "kafka":
+		kl, err := ingest.OpenKafka(ctx, ingest.KafkaOptions{Brokers: cfg.Kafka.Brokers, Topic: cfg.Kafka.Topic, Partitions: cfg.Kafka.Partitions})
+		if err != nil {
+			return nil, nil, fmt.Errorf("log: kafka: %w", err)
+		}
+		return kl, kl, nil
+	case "nats":
+		nl, err := ingest.OpenNATS(ctx, ripplenats.Options{URL: cfg.NATS.URL, Stream: cfg.NATS.Stream, Partitions: cfg.NATS.Partitions})
+		if err != nil {
+			return nil, nil, fmt.Errorf("log: nats: %w", err)
+		}
+		return nl, nl, nil
+	}
+	return nil, nil, nil
+}
+
+// readParts is how many parts the store's item and global records have: one
+// per partition when workers own partitions, none with role all.
+func readParts(cfg serveConfig, plog ingest.PartitionedLog) int {
+	if cfg.Role == roleAll || plog == nil {
+		return 0
+	}
+	return plog.Partitions()
+}
+
+// partSource names partition p in the store: its offset key and the stamp
+// of the records its engine wrote. Any worker owning p writes as it, so a
+// new owner continues where the last one's published state ends.
+func partSource(cfg serveConfig, p int) string {
+	if cfg.Log == "nats" {
+		return "nats:" + cfg.NATS.Stream + ":" + strconv.Itoa(p)
+	}
+	return "kafka:" + cfg.Kafka.Topic + ":" + strconv.Itoa(p)
+}
+
+// bindAppender gives an api node's write path what it reads back from the
+// store: consent, and, for erasure, consent changes and (with
+// read_your_writes) every append, the published offsets.
+func bindAppender(svc *ingest.Service, o *onlineParts, cfg serveConfig) {
+	published := func(ctx context.Context, at map[int]uint64) error {
+		for p, off := range at {
+			for {
+				got, err := o.store.Offset(ctx, partSource(cfg, p))
+				if err == nil && got >= off {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("partition %d not published up to %d: %w", p, off, ctx.Err())
+				case <-time.After(2 * time.Millisecond):
+				}
+			}
+		}
+		return nil
+	}
+	svc.SetRemote(ingest.Remote{Consent: o.reader.Consent, Published: published, PublishedAll: cfg.ReadYourWrites})
+}
+
+// partUnit is one owned partition: its engine, applier, snapshots and
+// publisher.
+type partUnit struct {
+	svc   *ingest.Service
+	snaps *store.Snapshots
+	pub   *online.Publisher
+}
+
+func (u *partUnit) close(logger *slog.Logger) {
+	if err := u.svc.Close(); err != nil {
+		logger.Error("final snapshot failed", "err", err)
+	}
+	u.pub.Close() // the last flush follows the applier's last batch
+	u.snaps.Close()
+}
+
+// worker applies the partitions it owns into the shared store.
+type worker struct {
+	cfg    serveConfig
+	fcfg   *features.Config
+	plog   ingest.PartitionedLog
+	n      *node // the store connection, bus and metrics
+	ttl    time.Duration
+	every  time.Duration
+	logger *slog.Logger
+
+	mu    sync.Mutex
+	units map[int]*partUnit
+	ready bool
+}
+
+// own opens partition p: its state from its snapshot (if this data dir has
+// one) and then the log from the snapshot's offset; the publisher resyncs
+// the store when it holds less than the state.
+func (w *worker) own(ctx context.Context, p int) error {
+	logger := w.logger.With("partition", p)
+	dir := filepath.Join(w.cfg.DataDir, snapshotDir(w.cfg), "partition-"+strconv.Itoa(p))
+	snaps, err := store.OpenSnapshots(dir)
+	for tries := 0; err != nil && errors.Is(err, syscall.EAGAIN) && tries < 100; tries++ {
+		// Locked: a previous owner of this data dir is still exiting.
+		time.Sleep(100 * time.Millisecond)
+		snaps, err = store.OpenSnapshots(dir)
+	}
+	if errors.Is(err, syscall.EAGAIN) {
+		// kill -9 releases the lock: a live process holds it.
+		return fmt.Errorf("partition %d: another process still holds %s (a second worker on this data dir?): %w", p, dir, err)
+	}
+	if err != nil {
+		return err
+	}
+	eng := features.NewEngine(w.fcfg, nil)
+	svc := ingest.NewPartitioned(ingest.OnePartition(w.plog, p), eng, snaps, nil, logger, ingest.Options{SnapshotEvery: w.every})
+	if err := svc.Recover(ctx); err != nil {
+		snaps.Close()
+		return fmt.Errorf("partition %d: %w", p, err)
+	}
+	pub := online.NewPublisher(eng, w.n.online.store, w.n.online.reader, online.PublisherOptions{
+		Source: partSource(w.cfg, p), Part: strconv.Itoa(p), TTL: w.ttl, Logger: logger})
+	svc.AfterApply(pub.AfterApply)
+	pub.StartResync(ctx, svc.SpecChanged())
+	svc.Start()
+	u := &partUnit{svc: svc, snaps: snaps, pub: pub}
+	w.mu.Lock()
+	closed := w.units == nil
+	if !closed {
+		w.units[p] = u
+	}
+	w.mu.Unlock()
+	if closed {
+		u.close(logger)
+		return ctx.Err()
+	}
+	logger.Info("partition owned", "applied", eng.Applied())
+	return nil
+}
+
+func (w *worker) close() {
+	w.mu.Lock()
+	units := w.units
+	w.units = nil // closed: a partition still being opened closes at once
+	w.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, u := range units {
+		wg.Go(func() { u.close(w.logger) })
+	}
+	wg.Wait()
+}
+
+// handler serves /healthz, /readyz (ready once every owned partition
+// recovered) and /metrics.
+func (w *worker) handler() http.Handler {
+	mux := http.NewServeMux()
+	json := func(rw http.ResponseWriter, code int, body string) {
+		rw.Header().Set("Content-Type", "application/json")
+		rw.WriteHeader(code)
+		_, _ = io.WriteString(rw, body)
+	}
+	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { json(rw, http.StatusOK, `{"status":"ok"}`) })
+	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
+		w.mu.Lock()
+		ready, owned := w.ready, len(w.units)
+		w.mu.Unlock()
+		if !ready {
+			json(rw, http.StatusServiceUnavailable, `{"status":"recovering"}`)
+			return
+		}
+		json(rw, http.StatusOK, fmt.Sprintf(`{"status":"ready","role":"worker","partitions":%d}`, owned))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(w.n.metrics.Registry, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// runWorker runs a worker node until ctx ends or a signal stops it.
+func runWorker(ctx context.Context, cfg serveConfig, logger *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	tuneGC(cfg.GCPercent)
+	w := &worker{cfg: cfg, logger: logger, units: map[int]*partUnit{}}
+	var err error
+	if err := durations("snapshot_interval", cfg.SnapshotInterval, &w.every, "redis.ttl", cfg.Redis.TTL, &w.ttl); err != nil {
+		return err
+	}
+	w.fcfg = features.DefaultConfig()
+	if cfg.Features != "" {
+		if w.fcfg, err = features.LoadConfig(cfg.Features); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return err
+	}
+	plog, broker, err := openBroker(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer broker.Close()
+	w.plog = plog
+	// The node holds what the partitions share: the store, its
+	// invalidation bus (announcing what each flush replaced) and metrics.
+	// Its engine is never applied to: it gives the readers' defaults.
+	n := &node{logger: logger, engine: features.NewEngine(w.fcfg, nil)}
+	n.metrics = observe.NewMetrics(func() float64 { return 0 }, func() float64 { return -1 })
+	n.tracer, n.stopTracing, err = observe.NewTracerProvider(ctx, cfg.Tracing, n.metrics.Registry, logger)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	if n.online, err = openOnline(ctx, n, cfg.Redis, cfg.DataDir, plog.Partitions(), logger); err != nil {
+		return err
+	}
+	w.n = n
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		for p := range plog.Partitions() {
+			if p%cfg.Worker.Count != cfg.Worker.Index {
+				continue
+			}
+			if err := w.own(ctx, p); err != nil {
+				if ctx.Err() == nil {
+					logger.Error("cannot own partition; stopping", "partition", p, "err", err)
+					stop()
+				}
+				return
+			}
+		}
+		w.mu.Lock()
+		w.ready = true
+		w.mu.Unlock()
+		logger.Info("worker ready", "index", cfg.Worker.Index, "count", cfg.Worker.Count, "partitions", len(w.units))
+	}()
+	defer w.close()
+	logger.Info("ripple worker serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir)
+	return serveHTTP(ctx, ln, api.NewHTTPServer(cfg.Addr, w.handler()), logger)
+}

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/redistest"
+)
+
+// rolesDataset is a few thousand events over one hour; every user's last
+// event is at the same time, so every partition's engine clock ends where a
+// single engine's does (windows and recencies are computed at that clock).
+func rolesDataset() []event.Interaction {
+	rng := rand.New(rand.NewPCG(4, 4))
+	end := time.Now().Add(-time.Minute).UnixMilli() / 1000 * 1000
+	types := []string{"view", "view", "view", "click", "cart", "purchase"}
+	var evs []event.Interaction
+	for i := range 3000 {
+		evs = append(evs, event.Interaction{ID: "e" + strconv.Itoa(i), Type: types[rng.IntN(len(types))],
+			User: "u" + strconv.Itoa(rng.IntN(150)), Item: "i" + strconv.Itoa(rng.IntN(80)),
+			TS: end - 3_600_000 + int64(i)*1000})
+	}
+	for u := range 150 {
+		evs = append(evs, event.Interaction{ID: "last" + strconv.Itoa(u), Type: "view", User: "u" + strconv.Itoa(u),
+			Item: "i" + strconv.Itoa(u%80), TS: end})
+	}
+	return evs
+}
+
+func postBatch(t *testing.T, base string, evs []event.Interaction) {
+	t.Helper()
+	type wire struct {
+		ID   string `json:"id"`
+		Type string `json:"type"`
+		User string `json:"user"`
+		Item string `json:"item"`
+		TS   string `json:"ts"`
+	}
+	ws := make([]wire, len(evs))
+	for i, e := range evs {
+		ws[i] = wire{e.ID, e.Type, e.User, e.Item, time.UnixMilli(e.TS).UTC().Format(time.RFC3339)}
+	}
+	postJSON(t, base+"/v1/events", ws)
+}
+
+// postJSON posts body (events or item metadata) and wants it accepted.
+func postJSON(t *testing.T, url string, body any) {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusAccepted, resp.StatusCode)
+}
+
+// sameValue compares decoded JSON values, numbers within tol (relative).
+func sameValue(want, got any, tol float64) bool {
+	switch w := want.(type) {
+	case float64:
+		g, ok := got.(float64)
+		return ok && math.Abs(w-g) <= tol*math.Max(1, math.Abs(w))
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !sameValue(w[i], g[i], tol) {
+				return false
+			}
+		}
+		return true
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok || len(g) != len(w) {
+			return false
+		}
+		for k := range w {
+			if !sameValue(w[k], g[k], tol) {
+				return false
+			}
+		}
+		return true
+	}
+	return fmt.Sprint(want) == fmt.Sprint(got)
+}
+
+// weights is a co-visitation list's weights, strongest first: ties among
+// neighbours may order differently once sums are taken over partitions.
+func weights(v any) []any {
+	l, _ := v.([]any)
+	var ws []float64
+	for _, x := range l {
+		m, _ := x.(map[string]any)
+		w, _ := m["weight"].(float64)
+		ws = append(ws, w)
+	}
+	sort.Sort(sort.Reverse(sort.Float64Slice(ws)))
+	out := make([]any, len(ws))
+	for i, w := range ws {
+		out[i] = w
+	}
+	return out
+}
+
+// diffFeatures is where base serves entity/id differently from what the
+// engine computed ("" when it serves the same).
+func diffFeatures(base string, eng *features.Engine, entity, id string, tol float64) string {
+	want, _ := eng.Values(entity, id)
+	wb, _ := json.Marshal(want.Features)
+	var wm map[string]map[string]any
+	_ = json.Unmarshal(wb, &wm)
+	resp, err := http.Get(base + "/v1/features/" + entity + "/" + id)
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Features map[string]map[string]any `json:"features"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return err.Error()
+	}
+	for name, w := range wm {
+		g := body.Features[name]
+		wv, gv := w["value"], g["value"]
+		if name == "item_covisitation" {
+			wv, gv = weights(wv), weights(gv)
+		}
+		if !sameValue(wv, gv, tol) {
+			return fmt.Sprintf("%s %s %s: want %v, got %v", entity, id, name, wv, gv)
+		}
+	}
+	return ""
+}
+
+// Three workers own six Kafka partitions (static assignment); two api
+// nodes take the events and serve the reads. One worker is killed -9 in
+// the middle of the load and restarted on its data dir; the features then
+// served through an api node equal a single engine's replay of the same
+// events: users exactly, items and global within float tolerance. The
+// items' co-visitation lists are compared weight for weight (ties may order
+// differently once summed over parts): with 80 items no engine prunes a
+// list (n: 100), so the parts' sums are exact here; past n each
+// partition's engine prunes on its own and the busiest items' tails differ
+// (see assertValues in internal/online).
+func TestRolesOnKafkaSurviveAWorkerKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six server processes")
+	}
+	rds := redistest.Start(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "ripple-events"))
+	require.NoError(t, err)
+	defer c.Close()
+	cfgPath := writeRolesConfig(t, rds.Addr(), fmt.Sprintf(`log: kafka
+kafka:
+  brokers: [%s]
+  partitions: 6
+worker:
+  count: 3
+`, c.ListenAddrs()[0]))
+	var workers [3]*serveProc
+	dirs := [3]string{t.TempDir(), t.TempDir(), t.TempDir()}
+	startWorker := func(i int) *serveProc {
+		return startServe(t, "--config", withIndex(t, cfgPath, i), "--role", "worker", "--data-dir", dirs[i])
+	}
+	for i := range workers {
+		workers[i] = startWorker(i)
+	}
+	apis := [2]*serveProc{
+		startServe(t, "--config", cfgPath, "--role", "api", "--data-dir", t.TempDir()),
+		startServe(t, "--config", cfgPath, "--role", "api", "--data-dir", t.TempDir()),
+	}
+	// Item metadata through an api node reaches every partition: the
+	// users' category affinities need the categories of what they touch.
+	var items []event.Item
+	var wire []map[string]any
+	for i := range 80 {
+		items = append(items, event.Item{ID: "i" + strconv.Itoa(i), Categories: []string{"c" + strconv.Itoa(i%7)}})
+		wire = append(wire, map[string]any{"item": items[i].ID, "categories": items[i].Categories})
+	}
+	postJSON(t, apis[0].url+"/v1/items", wire)
+	evs := rolesDataset()
+	const batch = 100
+	killed := false
+	for lo, k := 0, 0; lo < len(evs); lo, k = lo+batch, k+1 {
+		// The batch holding the middle event (len(evs) need not be a
+		// multiple of batch: an equality test on lo may never hold).
+		if !killed && lo+batch > len(evs)/2 {
+			require.NoError(t, workers[1].cmd.Process.Signal(syscall.SIGKILL))
+			err := workers[1].cmd.Wait()
+			require.Error(t, err, "the worker must die of the kill")
+			killed = true
+		}
+		postBatch(t, apis[k%2].url, evs[lo:min(len(evs), lo+batch)])
+	}
+	require.True(t, killed)
+	workers[1] = startWorker(1)
+
+	eng := features.NewEngine(features.DefaultConfig(), nil)
+	for i := range items {
+		eng.Apply(0, &event.Record{Kind: event.KindItem, Item: items[i]})
+	}
+	for i := range evs {
+		eng.Apply(0, &event.Record{Kind: event.KindInteraction, Interaction: evs[i]})
+	}
+	check := func() string {
+		for u := range 150 {
+			if d := diffFeatures(apis[0].url, eng, features.EntityUser, "u"+strconv.Itoa(u), 1e-9); d != "" {
+				return d
+			}
+		}
+		for i := range 80 {
+			if d := diffFeatures(apis[1].url, eng, features.EntityItem, "i"+strconv.Itoa(i), 1e-6); d != "" {
+				return d
+			}
+		}
+		return diffFeatures(apis[0].url, eng, features.EntityGlobal, "all", 1e-6)
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		last := check()
+		if last == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("features through the api nodes never matched a single engine's replay; last difference: %s", last)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// writeRolesConfig is writeConfig with short cache TTLs: the test reads
+// until the served state converges.
+func writeRolesConfig(t *testing.T, redisAddr, extra string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ripple.yaml")
+	cfg := fmt.Sprintf(`store: redis
+redis:
+  addrs: [%s]
+  cache:
+    user_ttl: 100ms
+    item_ttl: 100ms
+    neighbors_ttl: 100ms
+    values_ttl: 100ms
+    trending_ttl: 100ms
+%s`, redisAddr, extra)
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o644))
+	return path
+}
+
+// withIndex is the config at path with worker.index set.
+func withIndex(t *testing.T, path string, i int) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	out := filepath.Join(t.TempDir(), "worker.yaml")
+	require.NoError(t, os.WriteFile(out, bytes.Replace(b, []byte("worker:\n"), []byte("worker:\n  index: "+strconv.Itoa(i)+"\n"), 1), 0o644))
+	return out
+}
