@@ -32,6 +32,13 @@ type testNode struct {
 
 func newNode(t *testing.T, mutate func(*api.Options)) *testNode {
 	t.Helper()
+	return newNodeServer(t, mutate, nil)
+}
+
+// newNodeServer is newNode with the HTTP server's settings changed by
+// server before it starts (a change after start races its connections).
+func newNodeServer(t *testing.T, mutate func(*api.Options), server func(*http.Server)) *testNode {
+	t.Helper()
 	dir := t.TempDir()
 	lg, err := eventlog.OpenEmbedded(dir+"/log", eventlog.EmbeddedOptions{})
 	require.NoError(t, err)
@@ -47,7 +54,11 @@ func newNode(t *testing.T, mutate func(*api.Options)) *testNode {
 		mutate(&opts)
 	}
 	s := api.New(svc, api.EngineReader{Engine: eng}, recommend.New(eng, recommend.DefaultConfig()), m, nil, opts)
-	ts := httptest.NewServer(s.Handler())
+	ts := httptest.NewUnstartedServer(s.Handler())
+	if server != nil {
+		server(ts.Config)
+	}
+	ts.Start()
 	n := &testNode{srv: ts, log: lg, ingest: svc, engine: eng}
 	t.Cleanup(func() {
 		ts.Close()

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"testing"
 	"time"
 
@@ -38,10 +39,9 @@ func (s slowTrainer) Start() bool { return true }
 // gets a clear 503 while the run goes on; a failure is a 500 that says the
 // serving model stays.
 func TestTrainOutlastsWriteTimeout(t *testing.T) {
-	n := newNode(t, func(o *api.Options) {
+	n := newNodeServer(t, func(o *api.Options) {
 		o.Trainer, o.TrainWait = slowTrainer{d: 300 * time.Millisecond}, 5*time.Second
-	})
-	n.srv.Config.WriteTimeout = 100 * time.Millisecond
+	}, func(s *http.Server) { s.WriteTimeout = 100 * time.Millisecond })
 	r := n.do(t, "POST", "/v1/admin/train?wait=true", "", "")
 	require.Equal(t, 200, r.code, r.raw)
 	assert.Equal(t, "blend@7", r.body["model"])
