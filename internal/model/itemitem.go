@@ -1,9 +1,6 @@
 package model
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // ItemItem is a sparse item → neighbours table: for each item, its best
 // neighbours by weight, strongest first. It is what every trained candidate
@@ -66,23 +63,3 @@ func (m *ItemItem) Row(i int32) ([]int32, []float32) {
 
 // Len is the number of items the table knows.
 func (m *ItemItem) Len() int { return len(m.Items) }
-
-// Entries is the number of stored neighbour weights.
-func (m *ItemItem) Entries() int { return len(m.Nbrs) }
-
-// Scored is an item with a score.
-type Scored struct {
-	Item  string  `json:"item"`
-	Score float64 `json:"score"`
-}
-
-// ByScore orders by score, highest first, then by item id.
-func ByScore(a, b Scored) int {
-	switch {
-	case a.Score > b.Score:
-		return -1
-	case a.Score < b.Score:
-		return 1
-	}
-	return strings.Compare(a.Item, b.Item)
-}

@@ -94,9 +94,6 @@ func (r *Registry) Current() *Set { return r.cur.Load() }
 // CurrentManifest describes Current.
 func (r *Registry) CurrentManifest() *Manifest { return r.man.Load() }
 
-// Dir is the registry's directory.
-func (r *Registry) Dir() string { return r.dir }
-
 // Promote writes set's components as new artifacts and a manifest carrying
 // info, makes it the serving blend, and prunes versions beyond keep. The
 // set is renamed blend@N and its components name@N.

@@ -3,7 +3,6 @@ package train
 import (
 	"fmt"
 	"math"
-	"slices"
 
 	"gonum.org/v1/gonum/mat"
 
@@ -172,26 +171,4 @@ func popPenalty(c *Corpus, beta float64) []float32 {
 		pen[i] = float32(math.Pow(float64(max(n, 1)), -beta))
 	}
 	return pen
-}
-
-// Popularity ranks items by events weighed exp(-age/halfLife·ln2), age
-// measured from the newest event: popularity that forgets.
-func Popularity(c *Corpus, halfLifeMS int64) []model.Scored {
-	score := make([]float64, len(c.Items))
-	for u, seq := range c.Seqs {
-		for k, it := range seq {
-			age := float64(c.MaxTS - c.Times[u][k])
-			w := 1.0
-			if halfLifeMS > 0 {
-				w = math.Exp2(-age / float64(halfLifeMS))
-			}
-			score[it] += w
-		}
-	}
-	out := make([]model.Scored, len(c.Items))
-	for i := range out {
-		out[i] = model.Scored{Item: c.Items[i], Score: score[i]}
-	}
-	slices.SortFunc(out, model.ByScore)
-	return out
 }
