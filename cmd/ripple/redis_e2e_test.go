@@ -44,7 +44,7 @@ type serveProc struct {
 	out *bytes.Buffer
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -54,7 +54,7 @@ func freeAddr(t *testing.T) string {
 
 // startServe runs `ripple serve args...` as a child process and waits
 // until it is ready.
-func startServe(t *testing.T, args ...string) *serveProc {
+func startServe(t testing.TB, args ...string) *serveProc {
 	t.Helper()
 	addr := freeAddr(t)
 	cmd := exec.Command(os.Args[0], append([]string{"serve", "--addr", addr, "--log-level", "warn"}, args...)...)
@@ -124,7 +124,7 @@ func lastItems(t *testing.T, base, user string) []string {
 // writeConfig writes a serve config for store: redis. Cache TTLs are a
 // minute, so a node that sees another node's write within the test's bound
 // was told by the invalidation bus, not by expiry.
-func writeConfig(t *testing.T, addr string, extra string) string {
+func writeConfig(t testing.TB, addr string, extra string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ripple.yaml")
 	cfg := fmt.Sprintf(`store: redis
@@ -316,17 +316,25 @@ func TestServeWithExhaustedPool(t *testing.T) {
 	// Refused after the bounded wait instead of queued behind the slot:
 	// the pool counts its refusals. (Latency is reported, not asserted:
 	// see BENCHMARKS.md.)
-	resp, err := http.Get(a.url + "/metrics")
+	exhausted := metricValue(t, a.url, `ripple_store_pool_exhausted_total{pool="redis"}`)
+	assert.Positive(t, exhausted, "the pool refused calls rather than queueing them")
+}
+
+// metricValue is the value of one series (name and labels exactly as
+// exposed) on the /metrics of the server at base; 0 when absent.
+func metricValue(t *testing.T, base, series string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
 	require.NoError(t, err)
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	var exhausted float64
+	var v float64
 	for _, line := range strings.Split(string(metrics), "\n") {
-		if strings.HasPrefix(line, `ripple_store_pool_exhausted_total{pool="redis"}`) {
-			_, _ = fmt.Sscan(strings.Fields(line)[1], &exhausted)
+		if f := strings.Fields(line); len(f) == 2 && f[0] == series {
+			_, _ = fmt.Sscan(f[1], &v)
 		}
 	}
-	assert.Positive(t, exhausted, "the pool refused calls rather than queueing them")
+	return v
 }
 
 // Redis down when the server starts: it starts anyway, answers from

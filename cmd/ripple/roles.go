@@ -41,9 +41,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ripple-rec/ripple/internal/api"
+	ripplekafka "github.com/ripple-rec/ripple/internal/eventlog/kafka"
 	ripplenats "github.com/ripple-rec/ripple/internal/eventlog/nats"
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/ingest"
@@ -58,13 +60,42 @@ const (
 	roleWorker = "worker"
 )
 
-// workerConfig is the `worker:` section. Partition p is owned by the
-// worker whose index is p % count: a static assignment, so a worker that
-// dies leaves its partitions unapplied until it (or a replacement with the
-// same index and data dir, or any data dir: it replays the log) restarts.
+// workerConfig is the `worker:` section: how partitions find an owner.
+//
+//   - assignment: group (the default with log: kafka) makes the workers one
+//     Kafka consumer group that only decides ownership. A worker that dies
+//     (kill -9 included) loses its partitions after session_timeout and the
+//     others take them over; a worker that joins or leaves takes or gives
+//     some. A revoked partition is closed first (last batch applied, final
+//     snapshot, last publish) and only then released. Offsets live with the
+//     state (the snapshot and the store), never in Kafka: a new owner starts
+//     from its own snapshot of the partition if it has one and replays the
+//     rest of the log.
+//   - assignment: static (the only choice with log: nats): partition p is
+//     owned by the worker whose index is p % count. A worker that dies leaves
+//     its partitions unapplied until it (or a replacement with the same
+//     index, on any data dir: it replays the log) restarts.
 type workerConfig struct {
-	Index int `yaml:"index"`
-	Count int `yaml:"count"`
+	Assignment     string `yaml:"assignment"`
+	Index          int    `yaml:"index"`
+	Count          int    `yaml:"count"`
+	SessionTimeout string `yaml:"session_timeout"`
+}
+
+const (
+	assignGroup  = "group"
+	assignStatic = "static"
+)
+
+// assignment resolves the default: group on Kafka, static on NATS.
+func (c serveConfig) assignment() string {
+	if c.Worker.Assignment != "" {
+		return c.Worker.Assignment
+	}
+	if c.Log == "kafka" {
+		return assignGroup
+	}
+	return assignStatic
 }
 
 func (c serveConfig) validateRole() error {
@@ -79,8 +110,26 @@ func (c serveConfig) validateRole() error {
 		return fmt.Errorf("role: %s needs store: redis and log: kafka or nats (got store: %s, log: %s): "+
 			"api and worker nodes share state only through those", c.Role, c.Store, c.Log)
 	}
-	if c.Role == roleWorker && (c.Worker.Count < 1 || c.Worker.Index < 0 || c.Worker.Index >= c.Worker.Count) {
-		return fmt.Errorf("worker: want 0 <= index < count, got index %d, count %d", c.Worker.Index, c.Worker.Count)
+	if c.Role != roleWorker {
+		return nil
+	}
+	switch c.assignment() {
+	case assignGroup:
+		if c.Log != "kafka" {
+			return fmt.Errorf("worker.assignment: group needs log: kafka (NATS has no consumer groups that assign partitions); use static")
+		}
+		if d, err := time.ParseDuration(c.Worker.SessionTimeout); c.Worker.SessionTimeout != "" && (err != nil || d <= 0) {
+			return fmt.Errorf("worker.session_timeout: want a positive duration, got %q", c.Worker.SessionTimeout)
+		}
+		if c.Kafka.Group == "" {
+			return errors.New("kafka.group: want the consumer group's name")
+		}
+	case assignStatic:
+		if c.Worker.Count < 1 || c.Worker.Index < 0 || c.Worker.Index >= c.Worker.Count {
+			return fmt.Errorf("worker: want 0 <= index < count, got index %d, count %d", c.Worker.Index, c.Worker.Count)
+		}
+	default:
+		return fmt.Errorf("worker.assignment: want group or static, got %q", c.Worker.Assignment)
 	}
 	return nil
 }
@@ -172,10 +221,21 @@ type worker struct {
 	ttl    time.Duration
 	every  time.Duration
 	logger *slog.Logger
+	m      *workerMetrics
 
-	mu    sync.Mutex
-	units map[int]*partUnit
-	ready bool
+	mu      sync.Mutex
+	units   map[int]*partUnit
+	opening map[int]*opening // group: partitions being recovered
+	ready   bool             // static: every partition recovered
+	group   *ripplekafka.Group
+	fail    func(error) // stops the worker: it cannot own what it was given
+}
+
+// opening is a partition being recovered after an assignment; a revoke
+// cancels it and waits.
+type opening struct {
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // own opens partition p: its state from its snapshot (if this data dir has
@@ -200,6 +260,7 @@ func (w *worker) own(ctx context.Context, p int) error {
 	eng := features.NewEngine(w.fcfg, nil)
 	svc := ingest.NewPartitioned(ingest.OnePartition(w.plog, p), eng, snaps, nil, logger, ingest.Options{SnapshotEvery: w.every})
 	if err := svc.Recover(ctx); err != nil {
+		_ = svc.Close() // the readers the recovery opened
 		snaps.Close()
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
@@ -224,6 +285,11 @@ func (w *worker) own(ctx context.Context, p int) error {
 }
 
 func (w *worker) close() {
+	if w.group != nil {
+		// Leaving revokes every partition (closing each) before the
+		// others are told: they take over without waiting for a timeout.
+		w.group.Close()
+	}
 	w.mu.Lock()
 	units := w.units
 	w.units = nil // closed: a partition still being opened closes at once
@@ -233,6 +299,103 @@ func (w *worker) close() {
 		wg.Go(func() { u.close(w.logger) })
 	}
 	wg.Wait()
+}
+
+// assigned starts recovering partitions the group gave this worker, each
+// on its own: a revoke need not wait for the others.
+func (w *worker) assigned(ps []int32) {
+	w.m.rebalances.WithLabelValues("assigned").Add(float64(len(ps)))
+	for _, p32 := range ps {
+		p := int(p32)
+		ctx, cancel := context.WithCancel(context.Background())
+		op := &opening{cancel: cancel, done: make(chan struct{})}
+		w.mu.Lock()
+		w.opening[p] = op
+		w.mu.Unlock()
+		go func() {
+			defer close(op.done)
+			defer cancel()
+			start := time.Now()
+			err := w.own(ctx, p)
+			w.mu.Lock()
+			delete(w.opening, p)
+			w.mu.Unlock()
+			switch {
+			case err == nil:
+				w.m.recoverSeconds.Observe(time.Since(start).Seconds())
+			case ctx.Err() == nil:
+				// Holding a partition it cannot apply would stall it for
+				// good; stopping hands it to another worker.
+				w.fail(fmt.Errorf("partition %d: %w", p, err))
+			}
+		}()
+	}
+}
+
+// revoked closes partitions the group takes away: recovery cancelled, or
+// the last batch applied, a final snapshot and a last publish. Only then
+// does the group hand them to another worker.
+func (w *worker) revoked(ps []int32, how string) {
+	w.m.rebalances.WithLabelValues(how).Add(float64(len(ps)))
+	var wg sync.WaitGroup
+	for _, p32 := range ps {
+		p := int(p32)
+		w.mu.Lock()
+		op := w.opening[p]
+		w.mu.Unlock()
+		if op != nil {
+			op.cancel()
+			<-op.done
+		}
+		w.mu.Lock()
+		u := w.units[p]
+		delete(w.units, p)
+		w.mu.Unlock()
+		if u != nil {
+			wg.Go(func() {
+				u.close(w.logger.With("partition", p))
+				w.logger.Info("partition released", "partition", p, "how", how)
+			})
+		}
+	}
+	wg.Wait()
+}
+
+// isReady: every partition recovered (static), or the group joined and
+// nothing it assigned is still recovering.
+func (w *worker) isReady() (bool, int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.group != nil {
+		return w.group.Joined() && len(w.opening) == 0, len(w.units)
+	}
+	return w.ready, len(w.units)
+}
+
+// workerMetrics is what a worker adds to the node's registry.
+type workerMetrics struct {
+	rebalances     *prometheus.CounterVec
+	recoverSeconds prometheus.Histogram
+}
+
+func newWorkerMetrics(reg prometheus.Registerer, w *worker) *workerMetrics {
+	m := &workerMetrics{
+		rebalances: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ripple_worker_partition_changes_total",
+			Help: "Partitions this worker was assigned, had revoked (clean hand-over) or lost (session expired)."}, []string{"change"}),
+		recoverSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ripple_worker_partition_recover_seconds",
+			Help:    "Time from an assignment to a partition applying live: snapshot load and log replay.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 9)}),
+	}
+	owned := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ripple_worker_partitions_owned",
+		Help: "Partitions this worker applies (recovered and live)."}, func() float64 {
+		_, n := w.isReady()
+		return float64(n)
+	})
+	for _, label := range []string{"assigned", "revoked", "lost"} {
+		m.rebalances.WithLabelValues(label)
+	}
+	reg.MustRegister(m.rebalances, m.recoverSeconds, owned)
+	return m
 }
 
 // handler serves /healthz, /readyz (ready once every owned partition
@@ -246,9 +409,7 @@ func (w *worker) handler() http.Handler {
 	}
 	mux.HandleFunc("GET /healthz", func(rw http.ResponseWriter, _ *http.Request) { json(rw, http.StatusOK, `{"status":"ok"}`) })
 	mux.HandleFunc("GET /readyz", func(rw http.ResponseWriter, _ *http.Request) {
-		w.mu.Lock()
-		ready, owned := w.ready, len(w.units)
-		w.mu.Unlock()
+		ready, owned := w.isReady()
 		if !ready {
 			json(rw, http.StatusServiceUnavailable, `{"status":"recovering"}`)
 			return
@@ -267,7 +428,7 @@ func runWorker(ctx context.Context, cfg serveConfig, logger *slog.Logger) error 
 		return err
 	}
 	tuneGC(cfg.GCPercent)
-	w := &worker{cfg: cfg, logger: logger, units: map[int]*partUnit{}}
+	w := &worker{cfg: cfg, logger: logger, units: map[int]*partUnit{}, opening: map[int]*opening{}}
 	var err error
 	if err := durations("snapshot_interval", cfg.SnapshotInterval, &w.every, "redis.ttl", cfg.Redis.TTL, &w.ttl); err != nil {
 		return err
@@ -305,25 +466,72 @@ func runWorker(ctx context.Context, cfg serveConfig, logger *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	go func() {
-		for p := range plog.Partitions() {
-			if p%cfg.Worker.Count != cfg.Worker.Index {
-				continue
-			}
-			if err := w.own(ctx, p); err != nil {
-				if ctx.Err() == nil {
-					logger.Error("cannot own partition; stopping", "partition", p, "err", err)
-					stop()
-				}
-				return
-			}
+	w.m = newWorkerMetrics(n.metrics.Registry, w)
+	w.fail = func(err error) {
+		if ctx.Err() == nil {
+			logger.Error("cannot own a partition; stopping", "err", err)
+			stop()
 		}
-		w.mu.Lock()
-		w.ready = true
-		w.mu.Unlock()
-		logger.Info("worker ready", "index", cfg.Worker.Index, "count", cfg.Worker.Count, "partitions", len(w.units))
-	}()
+	}
+	if cfg.assignment() == assignGroup {
+		if err := w.joinGroup(); err != nil {
+			return err
+		}
+	} else {
+		go w.ownStatic(ctx)
+	}
 	defer w.close()
 	logger.Info("ripple worker serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir)
 	return serveHTTP(ctx, ln, api.NewHTTPServer(cfg.Addr, w.handler()), logger)
+}
+
+// ownStatic owns the partitions p % count == index, one after the other.
+func (w *worker) ownStatic(ctx context.Context) {
+	for p := range w.plog.Partitions() {
+		if p%w.cfg.Worker.Count != w.cfg.Worker.Index {
+			continue
+		}
+		if err := w.own(ctx, p); err != nil {
+			w.fail(err)
+			return
+		}
+	}
+	w.mu.Lock()
+	w.ready = true
+	n := len(w.units)
+	w.mu.Unlock()
+	w.logger.Info("worker ready", "index", w.cfg.Worker.Index, "count", w.cfg.Worker.Count, "partitions", n)
+}
+
+// joinGroup makes this worker a member of the workers' consumer group.
+func (w *worker) joinGroup() error {
+	session, _ := time.ParseDuration(w.cfg.Worker.SessionTimeout) // validated
+	g, err := ripplekafka.JoinGroup(ripplekafka.GroupOptions{
+		Brokers: w.cfg.Kafka.Brokers, Topic: w.cfg.Kafka.Topic, Group: w.cfg.Kafka.Group,
+		OnAssigned: func(_ context.Context, ps []int32) {
+			w.logger.Info("partitions assigned", "partitions", ps)
+			w.assigned(ps)
+		},
+		OnRevoked: func(_ context.Context, ps []int32) {
+			w.logger.Info("partitions revoked; closing them before release", "partitions", ps)
+			w.revoked(ps, "revoked")
+		},
+		// Lost (the session expired: another worker may own them now):
+		// closed the same way. Its last publish cannot undo the new
+		// owner's: the store keeps the newer offset stamp of a record.
+		OnLost: func(_ context.Context, ps []int32) {
+			w.logger.Warn("partitions lost without a clean revoke", "partitions", ps)
+			w.revoked(ps, "lost")
+		},
+		SessionTimeout:    session,
+		RebalanceTimeout:  max(session, 30*time.Second),
+		HeartbeatInterval: max(session/10, 100*time.Millisecond),
+	})
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.group = g
+	w.mu.Unlock()
+	return nil
 }

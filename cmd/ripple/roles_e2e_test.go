@@ -20,6 +20,7 @@ import (
 
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/natstest"
 	"github.com/ripple-rec/ripple/internal/redistest"
 )
 
@@ -43,7 +44,7 @@ func rolesDataset() []event.Interaction {
 	return evs
 }
 
-func postBatch(t *testing.T, base string, evs []event.Interaction) {
+func postBatch(t testing.TB, base string, evs []event.Interaction) {
 	t.Helper()
 	type wire struct {
 		ID   string `json:"id"`
@@ -60,7 +61,7 @@ func postBatch(t *testing.T, base string, evs []event.Interaction) {
 }
 
 // postJSON posts body (events or item metadata) and wants it accepted.
-func postJSON(t *testing.T, url string, body any) {
+func postJSON(t testing.TB, url string, body any) {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
@@ -150,42 +151,37 @@ func diffFeatures(base string, eng *features.Engine, entity, id string, tol floa
 	return ""
 }
 
-// Three workers own six Kafka partitions (static assignment); two api
-// nodes take the events and serve the reads. One worker is killed -9 in
-// the middle of the load and restarted on its data dir; the features then
-// served through an api node equal a single engine's replay of the same
-// events: users exactly, items and global within float tolerance. The
-// items' co-visitation lists are compared weight for weight (ties may order
-// differently once summed over parts): with 80 items no engine prunes a
-// list (n: 100), so the parts' sums are exact here; past n each
-// partition's engine prunes on its own and the busiest items' tails differ
-// (see assertValues in internal/online).
-func TestRolesOnKafkaSurviveAWorkerKill(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts six server processes")
-	}
-	rds := redistest.Start(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "ripple-events"))
-	require.NoError(t, err)
-	defer c.Close()
-	cfgPath := writeRolesConfig(t, rds.Addr(), fmt.Sprintf(`log: kafka
-kafka:
-  brokers: [%s]
-  partitions: 6
-worker:
-  count: 3
-`, c.ListenAddrs()[0]))
-	var workers [3]*serveProc
-	dirs := [3]string{t.TempDir(), t.TempDir(), t.TempDir()}
-	startWorker := func(i int) *serveProc {
-		return startServe(t, "--config", withIndex(t, cfgPath, i), "--role", "worker", "--data-dir", dirs[i])
-	}
+// rolesRun is one roles scenario: two api nodes take a dataset's events
+// while worker kill is killed -9 in the middle of the load; then the
+// features served through the api nodes must equal a single engine's replay
+// of the same events: users exactly, items and global within float
+// tolerance. The items' co-visitation lists are compared weight for weight
+// (ties may order differently once summed over parts): with 80 items no
+// engine prunes a list (n: 100), so the parts' sums are exact here; past n
+// each partition's engine prunes on its own and the busiest items' tails
+// differ (see assertValues in internal/online).
+type rolesRun struct {
+	cfg     string                       // the config every node runs with
+	workers int                          // started before the load
+	worker  func(i int) *serveProc       // starts worker i
+	before  func(ws []*serveProc)        // after the workers started, before the load
+	killed  func(ws []*serveProc, i int) // after worker i was killed mid-load
+	after   func(ws []*serveProc)        // after the load
+}
+
+const rolesKill = 1 // the worker killed mid-load
+
+func (r rolesRun) run(t *testing.T) {
+	workers := make([]*serveProc, r.workers)
 	for i := range workers {
-		workers[i] = startWorker(i)
+		workers[i] = r.worker(i)
 	}
 	apis := [2]*serveProc{
-		startServe(t, "--config", cfgPath, "--role", "api", "--data-dir", t.TempDir()),
-		startServe(t, "--config", cfgPath, "--role", "api", "--data-dir", t.TempDir()),
+		startServe(t, "--config", r.cfg, "--role", "api", "--data-dir", t.TempDir()),
+		startServe(t, "--config", r.cfg, "--role", "api", "--data-dir", t.TempDir()),
+	}
+	if r.before != nil {
+		r.before(workers)
 	}
 	// Item metadata through an api node reaches every partition: the
 	// users' category affinities need the categories of what they touch.
@@ -203,15 +199,18 @@ worker:
 		// The batch holding the middle event (len(evs) need not be a
 		// multiple of batch: an equality test on lo may never hold).
 		if !killed && lo+batch > len(evs)/2 {
-			require.NoError(t, workers[1].cmd.Process.Signal(syscall.SIGKILL))
-			err := workers[1].cmd.Wait()
+			require.NoError(t, workers[rolesKill].cmd.Process.Signal(syscall.SIGKILL))
+			err := workers[rolesKill].cmd.Wait()
 			require.Error(t, err, "the worker must die of the kill")
 			killed = true
+			r.killed(workers, rolesKill)
 		}
 		postBatch(t, apis[k%2].url, evs[lo:min(len(evs), lo+batch)])
 	}
 	require.True(t, killed)
-	workers[1] = startWorker(1)
+	if r.after != nil {
+		r.after(workers)
+	}
 
 	eng := features.NewEngine(features.DefaultConfig(), nil)
 	for i := range items {
@@ -233,7 +232,7 @@ worker:
 		}
 		return diffFeatures(apis[0].url, eng, features.EntityGlobal, "all", 1e-6)
 	}
-	deadline := time.Now().Add(45 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		last := check()
 		if last == "" {
@@ -246,9 +245,122 @@ worker:
 	}
 }
 
+// workerReady is a worker's /readyz: ready, and how many partitions it
+// applies.
+func workerReady(p *serveProc) (bool, int) {
+	resp, err := http.Get(p.url + "/readyz")
+	if err != nil {
+		return false, 0
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Partitions int `json:"partitions"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode == http.StatusOK, body.Partitions
+}
+
+// waitOwned waits until the live workers are ready and own all n
+// partitions between them, each at least one.
+func waitOwned(t testing.TB, ws []*serveProc, n int, why string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		sum := 0
+		for _, w := range ws {
+			ready, k := workerReady(w)
+			if !ready || k == 0 {
+				return false
+			}
+			sum += k
+		}
+		return sum == n
+	}, 60*time.Second, 50*time.Millisecond, why)
+}
+
+// Three workers share six Kafka partitions through a consumer group; two
+// api nodes take the events and serve the reads. One worker is killed -9
+// in the middle of the load and not restarted: after the session timeout
+// the group gives its partitions to the other two, which replay them from
+// the log. After the load a fourth worker joins, so partitions move again,
+// this time by a clean revoke (close, final snapshot, last publish, then
+// release). The served features must then equal a single engine's replay.
+func TestRolesOnKafkaRebalanceAfterAWorkerKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six server processes")
+	}
+	rds := redistest.Start(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "ripple-events"),
+		kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	require.NoError(t, err)
+	defer c.Close()
+	cfgPath := writeRolesConfig(t, rds.Addr(), fmt.Sprintf(`log: kafka
+kafka:
+  brokers: [%s]
+  partitions: 6
+worker:
+  assignment: group
+  session_timeout: 2s
+`, c.ListenAddrs()[0]))
+	live := func(ws []*serveProc) []*serveProc {
+		var out []*serveProc
+		for i, w := range ws {
+			if i != rolesKill {
+				out = append(out, w)
+			}
+		}
+		return out
+	}
+	var killedAt time.Time
+	rolesRun{
+		cfg: cfgPath, workers: 3,
+		worker: func(int) *serveProc {
+			return startServe(t, "--config", cfgPath, "--role", "worker", "--data-dir", t.TempDir())
+		},
+		before: func(ws []*serveProc) { waitOwned(t, ws, 6, "three workers never split six partitions") },
+		killed: func([]*serveProc, int) { killedAt = time.Now() },
+		after: func(ws []*serveProc) {
+			waitOwned(t, live(ws), 6, "the live workers never took over the killed worker's partitions")
+			t.Logf("the two live workers own all six partitions %v after the kill", time.Since(killedAt).Round(time.Millisecond))
+			joined := startServe(t, "--config", cfgPath, "--role", "worker", "--data-dir", t.TempDir())
+			waitOwned(t, append(live(ws), joined), 6, "a joining worker was never given partitions")
+			revoked := 0.0
+			for _, w := range live(ws) {
+				revoked += metricValue(t, w.url, `ripple_worker_partition_changes_total{change="revoked"}`)
+			}
+			require.Positive(t, revoked, "the joining worker's partitions must come from clean revokes")
+		},
+	}.run(t)
+}
+
+// The same on NATS JetStream (a real nats-server): static assignment, so
+// the killed worker is restarted on its data dir and continues from its
+// last snapshot.
+func TestRolesOnNATSSurviveAWorkerKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six server processes")
+	}
+	rds := redistest.Start(t)
+	ns := natstest.Start(t)
+	cfgPath := writeRolesConfig(t, rds.Addr(), fmt.Sprintf(`log: nats
+nats:
+  url: %s
+  partitions: 6
+worker:
+  count: 3
+`, ns.URL()))
+	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
+	start := func(i int) *serveProc {
+		return startServe(t, "--config", withIndex(t, cfgPath, i), "--role", "worker", "--data-dir", dirs[i])
+	}
+	rolesRun{
+		cfg: cfgPath, workers: 3, worker: start,
+		killed: func(ws []*serveProc, i int) { ws[i] = start(i) },
+	}.run(t)
+}
+
 // writeRolesConfig is writeConfig with short cache TTLs: the test reads
 // until the served state converges.
-func writeRolesConfig(t *testing.T, redisAddr, extra string) string {
+func writeRolesConfig(t testing.TB, redisAddr, extra string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "ripple.yaml")
 	cfg := fmt.Sprintf(`store: redis

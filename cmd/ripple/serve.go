@@ -120,6 +120,9 @@ type kafkaConfig struct {
 	Topic   string   `yaml:"topic"`
 	// Partitions, when not 0, must equal the topic's partition count.
 	Partitions int `yaml:"partitions"`
+	// Group is the consumer group workers join to share the partitions
+	// (worker.assignment: group).
+	Group string `yaml:"group"`
 }
 
 // natsConfig is the `nats:` section, used with log: nats.
@@ -166,9 +169,9 @@ func defaultServeConfig() serveConfig {
 		MaxBodyBytes: o.MaxBodyBytes, MaxBatchEvents: o.MaxBatchEvents, ReadTimeout: o.ReadTimeout.String(),
 		IngestTimeout: o.IngestTimeout.String(), StaleAfter: 10_000, GCPercent: 400, Recommend: recommend.DefaultConfig(),
 		Store: "embedded", Redis: defaultRedisConfig(),
-		Log: "embedded", Kafka: kafkaConfig{Brokers: []string{"127.0.0.1:9092"}, Topic: "ripple-events"},
+		Log: "embedded", Kafka: kafkaConfig{Brokers: []string{"127.0.0.1:9092"}, Topic: "ripple-events", Group: "ripple-workers"},
 		NATS: natsConfig{URL: "nats://127.0.0.1:4222", Stream: ripplenats.DefaultStream, Partitions: ripplenats.DefaultPartitions}, Tracing: observe.DefaultTracing(), LogUserIDs: observe.UserIDsHash,
-		Train: trainConfig{Interval: "1h", Keep: 3, Config: train.DefaultConfig()}, Role: roleAll, Worker: workerConfig{Count: 1},
+		Train: trainConfig{Interval: "1h", Keep: 3, Config: train.DefaultConfig()}, Role: roleAll, Worker: workerConfig{Count: 1, SessionTimeout: "10s"},
 		Feedback: feedbackConfig{Enabled: true, Window: fb.Window.String(), PerUser: fb.PerUser, MaxUsers: fb.MaxUsers,
 			Engagements: fb.Engagements},
 		Auth: authConfig{ReloadInterval: "5s"},

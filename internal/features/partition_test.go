@@ -1,6 +1,7 @@
 package features
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"maps"
@@ -189,4 +190,35 @@ func TestWindowBucketsSumToOneEngine(t *testing.T) {
 	if a.WindowBuckets(EntityItem, "unknown") != nil {
 		t.Error("an unknown item has no buckets")
 	}
+}
+
+// ValuesAt reads the values as they were at an earlier clock, whatever was
+// applied since (to other entities): a part stamped with a clock read
+// before its values carries values of that clock.
+func TestValuesAtAnEarlierClock(t *testing.T) {
+	const cfg = `features:
+  - {name: trend, kind: trending, scope: item, half_life: 1h}
+  - {name: since, kind: recency, scope: item}
+  - {name: last, kind: last_n, scope: user, n: 5}
+  - {name: aff, kind: affinity, scope: user_item, half_life: 1h}
+`
+	e, _ := newTestEngine(t, cfg)
+	applyAll(e, interaction("a", "i", "view", t0), interaction("a", "i", "view", t0+10*minute))
+	clk := e.Clock()
+	before, _ := e.Values(EntityItem, "i")
+	applyAll(e, interaction("b", "j", "view", t0+70*minute)) // the clock moves on
+	at, ok := e.ValuesAt(EntityItem, "i", clk)
+	if !ok || !valuesEqual(before, at) {
+		t.Fatalf("ValuesAt(clock %d) = %+v, want what Values said at that clock, %+v", clk, at, before)
+	}
+	now, _ := e.Values(EntityItem, "i")
+	if valuesEqual(before, now) {
+		t.Fatal("the clock moved an hour: the decayed values must differ")
+	}
+}
+
+func valuesEqual(a, b Values) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
 }

@@ -390,7 +390,14 @@ const (
 // Values reads every feature of one entity at the engine clock. Unknown
 // entities get every feature's typed default and ok=false.
 func (e *Engine) Values(entity, id string) (v Values, ok bool) {
-	now := e.Clock()
+	return e.ValuesAt(entity, id, e.Clock())
+}
+
+// ValuesAt is Values evaluated at clock now (event time, ms) rather than
+// at whatever the clock is when the read happens: a writer that stamps the
+// values with a clock it read first (partition parts, merged by decaying
+// each to the newest stamp) reads them at that same clock.
+func (e *Engine) ValuesAt(entity, id string, now int64) (v Values, ok bool) {
 	wall := e.now().UnixMilli()
 	v.Features = map[string]Value{}
 	put := func(s *Spec, val any, computed int64, isDefault bool) {

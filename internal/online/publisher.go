@@ -591,14 +591,13 @@ func (p *Publisher) userRecord(id string) (store.Entity, userEntry, features.Val
 func (p *Publisher) itemRecord(id string) store.Entity {
 	info := make([]features.ItemInfo, 1)
 	p.eng.Items([]string{id}, info)
-	vals, _ := p.eng.Values(features.EntityItem, id)
+	e := store.Entity{Key: itemKey(id), Part: p.opts.Part}
+	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
+	vals := p.partValues(add, features.EntityItem, id)
 	nbrs := p.eng.Neighbors(id, p.opts.Neighbors)
 	if nbrs == nil {
 		nbrs = []features.Neighbor{}
 	}
-	e := store.Entity{Key: itemKey(id), Part: p.opts.Part}
-	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	p.addPartState(add, features.EntityItem, id)
 	add(fieldInfo, encode(newItemDoc(vals.ComputedAt, info[0])))
 	add(fieldNbrs, encode(nbrs))
 	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
@@ -608,10 +607,9 @@ func (p *Publisher) itemRecord(id string) store.Entity {
 }
 
 func (p *Publisher) globalRecord() store.Entity {
-	vals, _ := p.eng.Values(features.EntityGlobal, "")
 	e := store.Entity{Key: globalKey, Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	p.addPartState(add, features.EntityGlobal, "")
+	vals := p.partValues(add, features.EntityGlobal, "")
 	add(fieldTrend, encode(scoredOrEmpty(p.eng.Trending("", p.opts.Trending))))
 	for _, c := range p.eng.TrendingCategories() {
 		add(trendCatPfx+c, encode(scoredOrEmpty(p.eng.Trending(c, p.opts.Trending))))
@@ -622,19 +620,27 @@ func (p *Publisher) globalRecord() store.Entity {
 	return e
 }
 
-// addPartState stamps a part with the engine clock its values were
-// computed at (readers align the parts' decays and recencies to the
-// newest) and adds its raw window buckets (readers sum them and evaluate
+// partValues reads an item's or the global record's values. As a part
+// (partitioned workers) it stamps them with the engine clock they were
+// computed at (readers align the parts' decays and recencies to the newest
+// stamp) and adds the raw window buckets (readers sum them and evaluate
 // the windows at the newest clock: a part not rewritten since an older
-// clock still counts what has left the window since).
-func (p *Publisher) addPartState(add func(string, []byte), entity, id string) {
+// clock still counts what has left the window since). The clock is read
+// once, first, and the values are computed at it: read separately, the
+// applier could move the clock between the two, and a part's decayed
+// values would be aligned from the wrong time. Anything applied after the
+// clock was read is left for the next flush, which the event that changed
+// it causes.
+func (p *Publisher) partValues(add func(string, []byte), entity, id string) features.Values {
 	if p.opts.Part == "" {
-		return
+		vals, _ := p.eng.Values(entity, id)
+		return vals
 	}
-	// The clock first: buckets newer than it are left for the next flush,
-	// which the event that made them causes.
-	add(fieldClk, strconv.AppendInt(nil, p.eng.Clock(), 10))
+	clk := p.eng.Clock()
+	vals, _ := p.eng.ValuesAt(entity, id, clk)
+	add(fieldClk, strconv.AppendInt(nil, clk, 10))
 	add(fieldWin, encode(p.eng.WindowBuckets(entity, id)))
+	return vals
 }
 
 func scoredOrEmpty(l []features.Scored) []features.Scored {

@@ -40,8 +40,9 @@ type GroupOptions struct {
 type Group struct {
 	cl *kgo.Client
 
-	mu    sync.Mutex
-	owned map[int32]bool
+	mu     sync.Mutex
+	owned  map[int32]bool
+	joined bool
 }
 
 // JoinGroup joins opts.Group in the background; callbacks report ownership.
@@ -60,6 +61,13 @@ func JoinGroup(opts GroupOptions) (*Group, error) {
 	call := func(fn func(context.Context, []int32), own bool) func(context.Context, *kgo.Client, map[string][]int32) {
 		return func(ctx context.Context, _ *kgo.Client, m map[string][]int32) {
 			ps := slices.Sorted(slices.Values(m[opts.Topic]))
+			if own {
+				// franz-go calls OnPartitionsAssigned after every join,
+				// even one that assigns nothing new.
+				g.mu.Lock()
+				g.joined = true
+				g.mu.Unlock()
+			}
 			if len(ps) == 0 {
 				return
 			}
@@ -115,6 +123,14 @@ func (g *Group) set(ps []int32, own bool) {
 			delete(g.owned, p)
 		}
 	}
+}
+
+// Joined reports whether this member has completed a join: its ownership
+// (possibly none) is known.
+func (g *Group) Joined() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.joined
 }
 
 // Owned is the partitions this member currently owns, sorted.

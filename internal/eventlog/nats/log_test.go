@@ -254,7 +254,7 @@ func TestBrokerDownAndBack(t *testing.T) {
 	}
 	t.Logf("broker down: %v after %v", err, time.Since(t0))
 
-	s.Start()
+	s.Restart()
 	// The client reconnects by itself; JetStream needs a moment to recover.
 	t0 = time.Now()
 	for {
