@@ -265,7 +265,7 @@ func (w *worker) own(ctx context.Context, p int) error {
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
 	pub := online.NewPublisher(eng, w.n.online.store, w.n.online.reader, online.PublisherOptions{
-		Source: partSource(w.cfg, p), Part: strconv.Itoa(p), TTL: w.ttl, Logger: logger})
+		Source: partSource(w.cfg, p), Part: strconv.Itoa(p), TTL: w.ttl, Logger: logger, AnnounceOnly: true})
 	svc.AfterApply(pub.AfterApply)
 	pub.StartResync(ctx, svc.SpecChanged())
 	svc.Start()

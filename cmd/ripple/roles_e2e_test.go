@@ -46,6 +46,14 @@ func rolesDataset() []event.Interaction {
 
 func postBatch(t testing.TB, base string, evs []event.Interaction) {
 	t.Helper()
+	code, _ := postInteractions(t, base, evs)
+	require.Equal(t, http.StatusAccepted, code)
+}
+
+// postInteractions posts evs in the API's JSON shape: the status and, on a
+// 503, how long to wait (Retry-After, at least 10ms).
+func postInteractions(t testing.TB, base string, evs []event.Interaction) (int, time.Duration) {
+	t.Helper()
 	type wire struct {
 		ID   string `json:"id"`
 		Type string `json:"type"`
@@ -55,9 +63,17 @@ func postBatch(t testing.TB, base string, evs []event.Interaction) {
 	}
 	ws := make([]wire, len(evs))
 	for i, e := range evs {
-		ws[i] = wire{e.ID, e.Type, e.User, e.Item, time.UnixMilli(e.TS).UTC().Format(time.RFC3339)}
+		ws[i] = wire{e.ID, e.Type, e.User, e.Item, time.UnixMilli(e.TS).UTC().Format(time.RFC3339Nano)}
 	}
-	postJSON(t, base+"/v1/events", ws)
+	b, _ := json.Marshal(ws)
+	resp, err := http.Post(base+"/v1/events", "application/json", bytes.NewReader(b))
+	require.NoError(t, err)
+	resp.Body.Close()
+	retry := 10 * time.Millisecond
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		retry = time.Duration(s) * time.Second
+	}
+	return resp.StatusCode, retry
 }
 
 // postJSON posts body (events or item metadata) and wants it accepted.

@@ -2,6 +2,7 @@ package online
 
 import (
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +25,23 @@ type publisherMetrics struct {
 
 	newest  [3]atomic.Int64 // newest computed_at published, per group
 	sampleN atomic.Uint64
+	// perFeature caches each feature's series: resolving labels per
+	// value published cost 5% of a worker's CPU.
+	perFeature sync.Map // feature name -> *featureSeries
+}
+
+type featureSeries struct {
+	values, defaults prometheus.Counter
+	dist             prometheus.Observer
+}
+
+func (m *publisherMetrics) series(name string) *featureSeries {
+	if s, ok := m.perFeature.Load(name); ok {
+		return s.(*featureSeries)
+	}
+	s, _ := m.perFeature.LoadOrStore(name, &featureSeries{values: m.values.WithLabelValues(name),
+		defaults: m.defaults.WithLabelValues(name), dist: m.dist.WithLabelValues(name)})
+	return s.(*featureSeries)
 }
 
 var groups = [3]string{features.EntityUser, features.EntityItem, features.EntityGlobal}
@@ -96,13 +114,14 @@ func (m *publisherMetrics) observe(group string, computedAt int64, vals features
 	}
 	sample := m.sampleN.Add(1)%distSample == 0
 	for name, v := range vals.Features {
-		m.values.WithLabelValues(name).Inc()
+		fs := m.series(name)
+		fs.values.Inc()
 		if v.Default {
-			m.defaults.WithLabelValues(name).Inc()
+			fs.defaults.Inc()
 			continue
 		}
 		if f, ok := v.Value.(float64); ok && sample && !math.IsInf(f, 0) && !math.IsNaN(f) {
-			m.dist.WithLabelValues(name).Observe(f)
+			fs.dist.Observe(f)
 		}
 	}
 }

@@ -42,9 +42,13 @@ type PublisherOptions struct {
 	// Part, when set, makes item and global records parts (named Part)
 	// of a record that several engines add to: the publisher of one log
 	// partition's engine, read by a Reader with Parts (see merge.go).
-	Part       string
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	Part string
+	// AnnounceOnly: this node serves no reads from r (a worker), so r is
+	// used only to announce changes to the other nodes; its tiers are not
+	// refreshed and it does not read unwritten users from this engine.
+	AnnounceOnly bool
+	Registerer   prometheus.Registerer
+	Logger       *slog.Logger
 }
 
 func (o *PublisherOptions) defaults() {
@@ -143,7 +147,7 @@ func NewPublisher(eng *features.Engine, st store.Online, r *Reader, opts Publish
 	p := &Publisher{eng: eng, st: st, r: r, opts: opts, pend: newPending(), unwritten: map[string]uint64{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	p.m = newPublisherMetrics(opts.Registerer, p)
-	if r != nil {
+	if r != nil && !opts.AnnounceOnly {
 		r.local = p.localUser
 	}
 	return p
@@ -393,7 +397,7 @@ func (p *Publisher) lost(storeOffset uint64) {
 // own invalidations do not reach it) and ends the local reads of users
 // the store has caught up with.
 func (p *Publisher) refreshLocal(pend pending, entries map[string]userEntry, values map[string]features.Values) {
-	if p.r != nil {
+	if p.r != nil && !p.opts.AnnounceOnly {
 		for id, e := range entries {
 			p.r.users.Set(userCacheKey(id), e)
 			p.r.values.Set(valuesCacheKey(features.EntityUser, id), valuesEntry{vals: values[id], found: true})

@@ -451,7 +451,8 @@ func (r *Reader) Consent(ctx context.Context, users []string) ([]event.Consent, 
 		}
 		idx[u] = append(idx[u], i)
 	}
-	rows, err := r.st.Get(ctx, keys, []string{fieldConsent})
+	// It gates appends: guarded as a write, not as a 50 ms serving read.
+	rows, err := r.st.Get(store.OnWritePath(ctx), keys, []string{fieldConsent})
 	if err != nil {
 		return nil, err
 	}

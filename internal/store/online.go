@@ -23,6 +23,23 @@ type Online interface {
 	Offset(ctx context.Context, source string) (uint64, error)
 }
 
+type writePathKey struct{}
+
+// OnWritePath marks reads that gate a write (the consent check before
+// events are appended): a store guards them as it guards writes (the write
+// deadline and breaker), not with the read path's tight deadline, which is
+// sized for serving recommendations. A slow read must not refuse an event
+// batch, and a gated write's reads must not open the serving breaker.
+func OnWritePath(ctx context.Context) context.Context {
+	return context.WithValue(ctx, writePathKey{}, true)
+}
+
+// IsWritePath reports whether ctx was marked by OnWritePath.
+func IsWritePath(ctx context.Context) bool {
+	v, _ := ctx.Value(writePathKey{}).(bool)
+	return v
+}
+
 // Field is one named value of an entity.
 type Field struct {
 	Name  string

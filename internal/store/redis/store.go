@@ -209,7 +209,11 @@ func (s *Store) Get(ctx context.Context, keys, fields []string) ([][][]byte, err
 	if len(keys) == 0 {
 		return out, nil
 	}
-	err := s.do(ctx, s.opts.Read, func(ctx context.Context, c rueidis.Client) error {
+	guard := s.opts.Read
+	if store.IsWritePath(ctx) {
+		guard = s.opts.Write
+	}
+	err := s.do(ctx, guard, func(ctx context.Context, c rueidis.Client) error {
 		cmds := make(rueidis.Commands, len(keys))
 		for i, k := range keys {
 			cmds[i] = c.B().Hmget().Key(s.Key(k)).Field(fields...).Build()

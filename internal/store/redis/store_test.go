@@ -178,6 +178,30 @@ func TestHungRedisFailsFastThenBreakerOpens(t *testing.T) {
 	require.ErrorIs(t, err, resilience.ErrOpen, "an open breaker answers without calling Redis")
 }
 
+// A read that gates a write (store.OnWritePath: the consent check before
+// events are appended) goes through the write guard: an open read breaker
+// does not refuse it, and its failures do not count against the read path.
+func TestWritePathReadsUseTheWriteGuard(t *testing.T) {
+	srv := redistest.Start(t)
+	read := resilience.NewBreaker(resilience.BreakerConfig{Name: "r", Timeout: time.Second, MaxFailures: 1, CoolDown: time.Hour})
+	// Tolerant: the reads below fail while the client reconnects.
+	write := resilience.NewBreaker(resilience.BreakerConfig{Name: "w", Timeout: time.Second, MaxFailures: 1000, CoolDown: time.Hour})
+	s := open(t, srv, Options{Read: read, Write: write})
+	ctx := context.Background()
+	srv.Stop()
+	_, err := s.Get(ctx, []string{"u:1"}, []string{"x"})
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	require.Equal(t, resilience.StateOpen, read.State(), "a failed serving read opens the read breaker")
+	require.Equal(t, resilience.StateClosed, write.State())
+	srv.Restart()
+	require.Eventually(t, func() bool {
+		_, err := s.Get(store.OnWritePath(ctx), []string{"u:1"}, []string{"x"})
+		return err == nil
+	}, 5*time.Second, 20*time.Millisecond, "a write-path read must not be refused by the open read breaker")
+	_, err = s.Get(ctx, []string{"u:1"}, []string{"x"})
+	require.ErrorIs(t, err, resilience.ErrOpen, "the read breaker is still open for serving reads")
+}
+
 // With every slot taken, a call waits the bounded pool wait and fails: it
 // never queues behind a slow Redis.
 func TestPoolExhaustionIsBounded(t *testing.T) {
