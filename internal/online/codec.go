@@ -132,48 +132,43 @@ func appendValue(b []byte, v any) []byte {
 	case float64:
 		return appendNumber(b, val)
 	case []features.ItemAt:
-		b = append(b, '[')
-		for i, x := range val {
-			if i > 0 {
-				b = append(b, ',')
-			}
+		return appendList(b, val, func(b []byte, x features.ItemAt) []byte {
 			b = append(b, `{"item":`...)
 			b = appendJSONString(b, x.Item)
 			b = append(b, `,"ts":`...)
 			b = strconv.AppendInt(b, x.TS, 10)
 			b = append(b, `,"type":`...)
-			b = appendJSONString(b, x.Type)
-			b = append(b, '}')
-		}
-		return append(b, ']')
+			return appendJSONString(b, x.Type)
+		})
 	case []features.Neighbor:
-		b = append(b, '[')
-		for i, x := range val {
-			if i > 0 {
-				b = append(b, ',')
-			}
+		return appendList(b, val, func(b []byte, x features.Neighbor) []byte {
 			b = append(b, `{"item":`...)
 			b = appendJSONString(b, x.Item)
 			b = append(b, `,"weight":`...)
-			b = appendNumber(b, x.Weight)
-			b = append(b, '}')
-		}
-		return append(b, ']')
+			return appendNumber(b, x.Weight)
+		})
 	case []features.Scored:
-		b = append(b, '[')
-		for i, x := range val {
-			if i > 0 {
-				b = append(b, ',')
-			}
+		return appendList(b, val, func(b []byte, x features.Scored) []byte {
 			b = append(b, `{"id":`...)
 			b = appendJSONString(b, x.ID)
 			b = append(b, `,"score":`...)
-			b = appendNumber(b, x.Score)
-			b = append(b, '}')
-		}
-		return append(b, ']')
+			return appendNumber(b, x.Score)
+		})
 	}
 	return append(b, encode(v)...)
+}
+
+// appendList appends xs as a JSON array of objects: each opened by
+// appendFields and closed here.
+func appendList[T any](b []byte, xs []T, appendFields func([]byte, T) []byte) []byte {
+	b = append(b, '[')
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(appendFields(b, x), '}')
+	}
+	return append(b, ']')
 }
 
 func appendNumber(b []byte, f float64) []byte {
