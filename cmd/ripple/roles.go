@@ -43,6 +43,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ripple-rec/ripple/internal/api"
 	ripplekafka "github.com/ripple-rec/ripple/internal/eventlog/kafka"
@@ -199,9 +200,10 @@ func bindAppender(svc *ingest.Service, o *onlineParts, cfg serveConfig) {
 // partUnit is one owned partition: its engine, applier, snapshots and
 // publisher.
 type partUnit struct {
-	svc   *ingest.Service
-	snaps *store.Snapshots
-	pub   *online.Publisher
+	svc     *ingest.Service
+	snaps   *store.Snapshots
+	pub     *online.Publisher
+	metrics *prometheus.Registry // the publisher's, labelled with the partition
 }
 
 func (u *partUnit) close(logger *slog.Logger) {
@@ -258,18 +260,23 @@ func (w *worker) own(ctx context.Context, p int) error {
 		return err
 	}
 	eng := features.NewEngine(w.fcfg, nil)
-	svc := ingest.NewPartitioned(ingest.OnePartition(w.plog, p), eng, snaps, nil, logger, ingest.Options{SnapshotEvery: w.every})
+	// The partitions share the node's metrics (counters add up; consumer
+	// lag is labelled with the partition) and each has its own registry
+	// for its publisher's, labelled partition="p": merged when scraped.
+	svc := ingest.NewPartitioned(ingest.OnePartition(w.plog, p), eng, snaps, w.n.metrics, logger, ingest.Options{SnapshotEvery: w.every})
 	if err := svc.Recover(ctx); err != nil {
 		_ = svc.Close() // the readers the recovery opened
 		snaps.Close()
 		return fmt.Errorf("partition %d: %w", p, err)
 	}
+	reg := prometheus.NewRegistry()
 	pub := online.NewPublisher(eng, w.n.online.store, w.n.online.reader, online.PublisherOptions{
-		Source: partSource(w.cfg, p), Part: strconv.Itoa(p), TTL: w.ttl, Logger: logger, AnnounceOnly: true})
+		Source: partSource(w.cfg, p), Part: strconv.Itoa(p), TTL: w.ttl, Logger: logger, AnnounceOnly: true,
+		Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"partition": strconv.Itoa(p)}, reg)})
 	svc.AfterApply(pub.AfterApply)
 	pub.StartResync(ctx, svc.SpecChanged())
 	svc.Start()
-	u := &partUnit{svc: svc, snaps: snaps, pub: pub}
+	u := &partUnit{svc: svc, snaps: snaps, pub: pub, metrics: reg}
 	w.mu.Lock()
 	closed := w.units == nil
 	if !closed {
@@ -361,6 +368,17 @@ func (w *worker) revoked(ps []int32, how string) {
 	wg.Wait()
 }
 
+// Gather is the node's metrics and those of the partitions it owns now.
+func (w *worker) Gather() ([]*dto.MetricFamily, error) {
+	gs := prometheus.Gatherers{w.n.metrics.Registry}
+	w.mu.Lock()
+	for _, u := range w.units {
+		gs = append(gs, u.metrics)
+	}
+	w.mu.Unlock()
+	return gs.Gather()
+}
+
 // isReady: every partition recovered (static), or the group joined and
 // nothing it assigned is still recovering.
 func (w *worker) isReady() (bool, int) {
@@ -416,7 +434,7 @@ func (w *worker) handler() http.Handler {
 		}
 		json(rw, http.StatusOK, fmt.Sprintf(`{"status":"ready","role":"worker","partitions":%d}`, owned))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(w.n.metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(w, promhttp.HandlerOpts{}))
 	return mux
 }
 

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -261,6 +265,27 @@ func (r rolesRun) run(t *testing.T) {
 	}
 }
 
+// seriesPartitions is the distinct partition labels of metric's series on
+// the /metrics of the server at base.
+func seriesPartitions(t testing.TB, base, metric string) []string {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, metric+"{") {
+			continue
+		}
+		if _, rest, ok := strings.Cut(line, `partition="`); ok {
+			p, _, _ := strings.Cut(rest, `"`)
+			seen[p] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
 // workerReady is a worker's /readyz: ready, and how many partitions it
 // applies.
 func workerReady(p *serveProc) (bool, int) {
@@ -344,6 +369,18 @@ worker:
 				revoked += metricValue(t, w.url, `ripple_worker_partition_changes_total{change="revoked"}`)
 			}
 			require.Positive(t, revoked, "the joining worker's partitions must come from clean revokes")
+			// Each partition's consumer lag and publishes are exported by
+			// its owner, once: a released partition leaves no series.
+			for _, metric := range []string{"ripple_eventlog_consumer_lag_records", "ripple_store_publish_writes_total"} {
+				require.Eventually(t, func() bool {
+					var all []string
+					for _, w := range append(live(ws), joined) {
+						all = append(all, seriesPartitions(t, w.url, metric)...)
+					}
+					slices.Sort(all)
+					return slices.Equal(all, []string{"0", "1", "2", "3", "4", "5"})
+				}, 10*time.Second, 100*time.Millisecond, "%s: want one series per partition across the workers", metric)
+			}
 		},
 	}.run(t)
 }

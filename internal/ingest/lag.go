@@ -21,6 +21,21 @@ func (s *Service) sampleLag(ctx context.Context) {
 	labels := make([]string, n)
 	for p := range labels {
 		labels[p] = strconv.Itoa(p)
+		if id, ok := s.plog.(interface{ PartitionID(int) int }); ok {
+			// One of a broker log's partitions (a worker's): labelled
+			// with its number in the broker.
+			labels[p] = strconv.Itoa(id.PartitionID(p))
+		}
+	}
+	if s.metrics != nil {
+		// A partition this service stops applying (a worker released it)
+		// leaves no series behind: its last value would alert for ever.
+		defer func() {
+			for _, l := range labels {
+				s.metrics.ConsumerLag.DeleteLabelValues(l)
+				s.metrics.ConsumerLagSec.DeleteLabelValues(l)
+			}
+		}()
 	}
 	tick := time.NewTicker(s.opts.LagEvery)
 	defer tick.Stop()

@@ -81,6 +81,10 @@ type onePartition struct {
 
 func (o onePartition) Partitions() int { return 1 }
 
+// PartitionID is the broker's number of this log's partition p (always 0):
+// metrics label partitions with it.
+func (o onePartition) PartitionID(int) int { return o.p }
+
 func (o onePartition) Append(ctx context.Context, recs []Keyed) (map[int]uint64, error) {
 	for i := range recs {
 		if recs[i].Pinned {

@@ -78,6 +78,9 @@ func newPublisherMetrics(reg prometheus.Registerer, p *Publisher) *publisherMetr
 			Objectives: map[float64]float64{0.5: 0.05, 0.99: 0.001}, MaxAge: 10 * time.Minute},
 			[]string{"feature"}),
 	}
+	// Counted from 0, so the first failure shows in rate() and increase().
+	m.writes.WithLabelValues("ok")
+	m.writes.WithLabelValues("failed")
 	if reg == nil {
 		return m
 	}
