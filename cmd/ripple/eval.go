@@ -24,7 +24,7 @@ func newEvalCommand() *cobra.Command {
 	var (
 		dataset, format, protocol, split, reportDir, name string
 		limitUsers                                        int
-		quiet, noTrain                                    bool
+		quiet, noTrain, noCategories                      bool
 		compare                                           []string
 	)
 	cmd := &cobra.Command{
@@ -36,8 +36,16 @@ PopRec, under leave-one-out with full ranking (the protocol of the S3-Rec and
 SASRec papers). It also trains the item–item models on the training input (tuned on each
 user's last training event, never the target) and evaluates the trained blend through the
 same pipeline, and, on catalogues of at most 5,000 items, an implicit-ALS matrix
-factorisation baseline. It prints a Markdown table and writes
-<report-dir>/<dataset>-<protocol>.md, .json and .html (HR@k and NDCG@k curves).
+factorisation baseline. Beside HR@K and NDCG@K it reports, on each user's top 10,
+catalogue coverage, novelty and (when the dataset has item categories) intra-list
+diversity. It prints a Markdown table and writes <report-dir>/<dataset>-<protocol>.md,
+.json and .html (the models compared, HR@k and NDCG@k curves).
+
+Item categories shipped beside the dataset (<Name>_item2attributes.json beside
+<Name>.txt, u.item beside MovieLens's u.data) are given to Ripple as item metadata, as
+a server would be sent its catalogue, before the training input. --no-categories
+withholds them from Ripple (they still measure diversity); its reports are named
+<dataset>-<protocol>-nocat.
 
 --compare FILE (repeatable) evaluates further configurations in the same run: each FILE
 is a serve config (YAML) whose recommend: and train: sections override the defaults; it
@@ -60,7 +68,7 @@ is reported under the file's name.`,
 			defer stop()
 
 			var bar *stageBar
-			opt := eval.Options{Split: sp, Protocol: protocol, LimitUsers: limitUsers, NoTrain: noTrain}
+			opt := eval.Options{Split: sp, Protocol: protocol, LimitUsers: limitUsers, NoTrain: noTrain, NoCategories: noCategories}
 			for _, path := range compare {
 				cfg, err := readServeConfig(path)
 				if err != nil {
@@ -111,6 +119,7 @@ is reported under the file's name.`,
 	f.IntVar(&limitUsers, "limit-users", 0, "evaluate only the first N users (training input stays complete; 0: all)")
 	f.BoolVar(&quiet, "quiet", false, "no progress bar or messages on stderr")
 	f.BoolVar(&noTrain, "no-train", false, "evaluate the streaming pipeline without trained models")
+	f.BoolVar(&noCategories, "no-categories", false, "do not give the dataset's item categories to Ripple (they still measure ILD@10)")
 	f.StringArrayVar(&compare, "compare", nil, "serve config (YAML) to evaluate as a further variant; repeatable")
 	_ = cmd.MarkFlagRequired("dataset")
 	return cmd

@@ -22,7 +22,7 @@ func benchCases(b *testing.B, rel string) ([]Case, map[string]ranker) {
 		b.Fatal(err)
 	}
 	engine := features.NewEngine(features.DefaultConfig(), nil)
-	if err := replay(context.Background(), engine, h.Train, func(int, int) {}); err != nil {
+	if err := replay(context.Background(), engine, d.Categories.items(), h.Train, func(int, int) {}); err != nil {
 		b.Fatal(err)
 	}
 	engine.RefreshTrending()
@@ -59,7 +59,7 @@ func BenchmarkReplay(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		engine := features.NewEngine(features.DefaultConfig(), nil)
-		_ = replay(context.Background(), engine, h.Train, func(int, int) {})
+		_ = replay(context.Background(), engine, nil, h.Train, func(int, int) {})
 	}
 	b.ReportMetric(float64(len(h.Train))*float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -23,6 +23,8 @@ type Dataset struct {
 	Users  []Sequence // in order of first appearance in the file
 	Items  int        // distinct items: the catalogue that coverage divides by
 	Events int
+	// Categories is the item metadata shipped beside the file (nil: none).
+	Categories *Categories
 	// ReadTime is how long reading and grouping the file took.
 	ReadTime time.Duration
 }
@@ -34,8 +36,8 @@ type Sequence struct {
 	Events []event.Interaction
 }
 
-// LoadFile reads a dataset file in one of event.Formats and names it after
-// the file.
+// LoadFile reads a dataset file in one of event.Formats, with the item
+// categories shipped beside it (LoadCategories), and names it after the file.
 func LoadFile(path, format string) (*Dataset, error) {
 	start := time.Now()
 	f, err := os.Open(path)
@@ -48,6 +50,9 @@ func LoadFile(path, format string) (*Dataset, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	d.Name, d.Source = DatasetName(path), path
+	if d.Categories, err = LoadCategories(path); err != nil {
+		return nil, err
+	}
 	d.ReadTime = time.Since(start)
 	return d, nil
 }

@@ -8,8 +8,9 @@ import (
 )
 
 // WriteHTML writes the report as one self-contained HTML page: the metric
-// table and HR@k / NDCG@k curves (k = 1..Depth) for every model as inline
-// SVG, so it opens anywhere with nothing to fetch.
+// table, bars comparing the models at 10 (accuracy, coverage, diversity,
+// novelty) and HR@k / NDCG@k curves (k = 1..Depth) for every model, as
+// inline SVG, so it opens anywhere with nothing to fetch.
 func (r *Report) WriteHTML(w io.Writer) error {
 	var md strings.Builder
 	if err := r.WriteMarkdown(&md); err != nil {
@@ -18,9 +19,10 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	data := struct {
 		R         *Report
 		Table     template.HTML
+		Compare   template.HTML
 		HR, NDCG  template.HTML
 		Generated string
-	}{R: r, Table: markdownTable(md.String()), Generated: r.Created.Format("2006-01-02 15:04 UTC")}
+	}{R: r, Table: markdownTable(md.String()), Compare: r.compareSVG(), Generated: r.Created.Format("2006-01-02 15:04 UTC")}
 	data.HR = r.curveSVG("HR@k", func(a AtK) float64 { return a.HR })
 	data.NDCG = r.curveSVG("NDCG@k", func(a AtK) float64 { return a.NDCG })
 	return htmlPage.Execute(w, data)
@@ -34,6 +36,8 @@ pre{white-space:pre-wrap;background:#f6f6f6;padding:1em}.plots{display:flex;gap:
 <body><h1>{{.R.Dataset}}: leave-one-out, full ranking ({{.R.Split}} split)</h1>
 <p>Generated {{.Generated}}; {{.R.Counts.Evaluated}} users evaluated; each model ranks the whole catalogue with the user's history excluded; ties count against the target.</p>
 {{.Table}}
+<h2>Models at 10</h2>
+{{.Compare}}
 <div class="plots">{{.HR}}{{.NDCG}}</div>
 </body></html>
 `))
@@ -73,6 +77,78 @@ func markdownTable(md string) template.HTML {
 		b.WriteString("</table>")
 	}
 	fmt.Fprintf(&b, "<pre>%s</pre>", template.HTMLEscapeString(strings.TrimSpace(strings.Join(rest, "\n"))))
+	return template.HTML(b.String())
+}
+
+// comparedMetric is one column of compareSVG.
+type comparedMetric struct {
+	title  string
+	value  func(*ModelResult) (float64, bool)
+	format string
+}
+
+func comparedMetrics() []comparedMetric {
+	return []comparedMetric{
+		{"HR@10", func(m *ModelResult) (float64, bool) { return m.HR(10), true }, "%.4f"},
+		{"NDCG@10", func(m *ModelResult) (float64, bool) { return m.NDCG(10), true }, "%.4f"},
+		{fmt.Sprintf("coverage@%d", CoverageK), func(m *ModelResult) (float64, bool) { return m.Coverage, true }, "%.3f"},
+		{fmt.Sprintf("ILD@%d", CoverageK), func(m *ModelResult) (float64, bool) {
+			if m.ILD == nil {
+				return 0, false
+			}
+			return *m.ILD, true
+		}, "%.3f"},
+		{fmt.Sprintf("novelty@%d (bits)", CoverageK), func(m *ModelResult) (float64, bool) { return m.Novelty, true }, "%.2f"},
+	}
+}
+
+// compareSVG draws one row per model and one column of bars per metric,
+// each column scaled to its own largest value, so a model's trade-off
+// (accuracy against coverage, diversity and novelty) reads across its row.
+// A metric no model has (ILD without categories) gets no column.
+func (r *Report) compareSVG() template.HTML {
+	const label, col, gap, row, head = 230.0, 150.0, 20.0, 22.0, 24.0
+	var cols []comparedMetric
+	var maxes []float64
+	for _, c := range comparedMetrics() {
+		top, has := 0.0, false
+		for i := range r.Models {
+			if v, ok := c.value(&r.Models[i]); ok {
+				top, has = max(top, v), true
+			}
+		}
+		if has {
+			cols = append(cols, c)
+			maxes = append(maxes, top)
+		}
+	}
+	w := label + float64(len(cols))*(col+gap)
+	h := head + row*float64(len(r.Models)) + 6
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%g" height="%g" font-size="11">`, w, h)
+	for j, c := range cols {
+		fmt.Fprintf(&b, `<text x="%g" y="14" font-size="12">%s</text>`, label+float64(j)*(col+gap), template.HTMLEscapeString(c.title))
+	}
+	for i := range r.Models {
+		m := &r.Models[i]
+		y := head + row*float64(i)
+		fmt.Fprintf(&b, `<text x="0" y="%g">%s</text>`, y+row/2+4, template.HTMLEscapeString(m.Model))
+		for j, c := range cols {
+			x := label + float64(j)*(col+gap)
+			v, ok := c.value(m)
+			if !ok {
+				fmt.Fprintf(&b, `<text x="%g" y="%g">—</text>`, x, y+row/2+4)
+				continue
+			}
+			bar := 0.0
+			if maxes[j] > 0 {
+				bar = (col - 50) * v / maxes[j]
+			}
+			fmt.Fprintf(&b, `<rect x="%g" y="%g" width="%.1f" height="%g" fill="%s"/>`, x, y+3, bar, row-6, palette[i%len(palette)])
+			fmt.Fprintf(&b, `<text x="%.1f" y="%g">`+c.format+`</text>`, x+bar+4, y+row/2+4, v)
+		}
+	}
+	b.WriteString(`</svg>`)
 	return template.HTML(b.String())
 }
 

@@ -21,13 +21,15 @@ func TestHTMLReportHasCurvesPerModel(t *testing.T) {
 	}
 	page := b.String()
 	svgs := regexp.MustCompile(`(?s)<svg.*?</svg>`).FindAllString(page, -1)
-	if len(svgs) != 2 {
-		t.Fatalf("%d plots, want HR and NDCG", len(svgs))
+	if len(svgs) != 3 {
+		t.Fatalf("%d plots, want the model comparison, HR and NDCG", len(svgs))
 	}
 	for _, svg := range svgs {
 		if err := xml.Unmarshal([]byte(svg), new(struct{})); err != nil {
 			t.Fatalf("plot is not well-formed: %v", err)
 		}
+	}
+	for _, svg := range svgs[1:] {
 		if n := strings.Count(svg, "<polyline"); n != len(r.Models) {
 			t.Errorf("%d curves for %d models", n, len(r.Models))
 		}
@@ -39,6 +41,49 @@ func TestHTMLReportHasCurvesPerModel(t *testing.T) {
 		if len(m.Curve) != Depth || m.Curve[9].NDCG != m.NDCG(10) || m.Curve[19].HR != m.HR(20) {
 			t.Errorf("%s: curve disagrees with the cutoffs", m.Model)
 		}
+	}
+}
+
+// The comparison has a bar per model and metric, and an ILD column only
+// when the dataset has categories.
+func TestHTMLComparesModels(t *testing.T) {
+	ild := 0.5
+	r := &Report{Models: []ModelResult{
+		{Model: "a", Metrics: Metrics{At: []AtK{{K: 10, HR: 0.2, NDCG: 0.1}}, Coverage: 0.3, ILD: &ild, Novelty: 9}},
+		{Model: "b <&>", Metrics: Metrics{At: []AtK{{K: 10, HR: 0.1, NDCG: 0.05}}, Coverage: 0.6, Novelty: 11}},
+	}}
+	tests := []struct {
+		name    string
+		ild     *float64
+		columns []string
+		bars    int
+	}{
+		{"with categories", &ild, []string{"HR@10", "NDCG@10", "coverage@10", "ILD@10", "novelty@10 (bits)"}, 9}, // b has no ILD
+		{"without", nil, []string{"HR@10", "NDCG@10", "coverage@10", "novelty@10 (bits)"}, 8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r.Models[0].ILD = tc.ild
+			svg := string(r.compareSVG())
+			if err := xml.Unmarshal([]byte(svg), new(struct{})); err != nil {
+				t.Fatalf("not well-formed: %v\n%s", err, svg)
+			}
+			for _, c := range tc.columns {
+				if !strings.Contains(svg, ">"+c+"<") {
+					t.Errorf("no column %s", c)
+				}
+			}
+			if strings.Contains(svg, "ILD@10") != (tc.ild != nil) {
+				t.Error("ILD column shown without categories or missing with them")
+			}
+			if n := strings.Count(svg, "<rect"); n != tc.bars {
+				t.Errorf("%d bars, want %d", n, tc.bars)
+			}
+			// The longest bar of a column is the full width: b's coverage.
+			if !strings.Contains(svg, `width="100.0"`) || !strings.Contains(svg, ">0.600<") || !strings.Contains(svg, ">11.00<") {
+				t.Errorf("bars not scaled per column:\n%s", svg)
+			}
+		})
 	}
 }
 

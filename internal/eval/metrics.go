@@ -4,13 +4,15 @@ import (
 	"math"
 	"slices"
 
+	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
 )
 
 // Cutoffs are the K of HR@K and NDCG@K, as the published tables report them.
 var Cutoffs = []int{5, 10, 20}
 
-// CoverageK is the list length catalogue coverage is measured on.
+// CoverageK is the list length catalogue coverage, ILD and novelty are
+// measured on.
 const CoverageK = 10
 
 // Depth is how many items each model is asked for per user: the largest
@@ -87,6 +89,13 @@ type Metrics struct {
 	// Coverage is the share of the catalogue that appears in at least one
 	// user's top CoverageK.
 	Coverage float64 `json:"coverage@10"`
+	// ILD is the intra-list diversity of the top CoverageK, averaged over
+	// the users whose list has a pair of items with categories
+	// (Catalogue.ILD); nil when none has.
+	ILD *float64 `json:"ild@10,omitempty"`
+	// Novelty is the mean self-information of the top CoverageK in bits,
+	// averaged over the users with a non-empty list (Catalogue.Novelty).
+	Novelty float64 `json:"novelty@10"`
 	// Curve is HR@k and NDCG@k for every k from 1 to Depth: the report's
 	// plots.
 	Curve []AtK `json:"curve,omitempty"`
@@ -175,24 +184,139 @@ type outcome struct {
 // ones.
 const ColdEvents = 2
 
+// Catalogue is what the list metrics measure a top CoverageK against: the
+// catalogue's size, the items' categories and their popularity in the
+// training input. It is the same for every model of a run.
+type Catalogue struct {
+	Items      int                 // the catalogue coverage divides by
+	categories map[string][]string // item → its categories, sorted
+	counts     map[string]int      // item → training interactions
+	total      int                 // training interactions
+}
+
+// NewCatalogue measures against items catalogue items, the categories of
+// meta and the popularity of train.
+func NewCatalogue(items int, meta []event.Item, train []event.Interaction) *Catalogue {
+	c := &Catalogue{Items: items, counts: map[string]int{}, total: len(train)}
+	for i := range train {
+		c.counts[train[i].Item]++
+	}
+	if len(meta) > 0 {
+		c.categories = make(map[string][]string, len(meta))
+		for _, it := range meta {
+			if len(it.Categories) > 0 {
+				cats := slices.Clone(it.Categories)
+				slices.Sort(cats)
+				c.categories[it.ID] = slices.Compact(cats)
+			}
+		}
+	}
+	return c
+}
+
+// ILD is the intra-list diversity of list: the mean, over pairs of items
+// that both have categories, of 1 − the Jaccard similarity of their
+// category sets. Items without categories are left out of the pairs; ok is
+// false when no pair is left (a list of one item, say).
+func (c *Catalogue) ILD(list []string) (ild float64, ok bool) {
+	sum, pairs := 0.0, 0
+	for i, a := range list {
+		ca := c.categories[a]
+		if len(ca) == 0 {
+			continue
+		}
+		for _, b := range list[i+1:] {
+			if cb := c.categories[b]; len(cb) > 0 {
+				sum += 1 - jaccard(ca, cb)
+				pairs++
+			}
+		}
+	}
+	if pairs == 0 {
+		return 0, false
+	}
+	return sum / float64(pairs), true
+}
+
+// jaccard is |a ∩ b| / |a ∪ b| of two sorted, distinct, non-empty sets.
+func jaccard(a, b []string) float64 {
+	common := 0
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] == b[j]:
+			common++
+			i++
+			j++
+		case a[i] < b[j]:
+			i++
+		default:
+			j++
+		}
+	}
+	return float64(common) / float64(len(a)+len(b)-common)
+}
+
+// Novelty is the mean self-information of list's items: −log2 of each
+// item's share of the training interactions, an item never trained on
+// counting as one interaction. ok is false for an empty list.
+func (c *Catalogue) Novelty(list []string) (novelty float64, ok bool) {
+	if len(list) == 0 {
+		return 0, false
+	}
+	total := float64(max(c.total, 1))
+	sum := 0.0
+	for _, id := range list {
+		sum -= math.Log2(float64(max(c.counts[id], 1)) / total)
+	}
+	return sum / float64(len(list)), true
+}
+
 // score aggregates outcomes, in case order so sums are reproducible.
-func score(outs []outcome, catalogue int) Metrics {
+func score(outs []outcome, cat *Catalogue) Metrics {
 	m := Metrics{Users: len(outs), At: make([]AtK, len(Cutoffs))}
 	covered := map[string]struct{}{}
 	for i, k := range Cutoffs {
 		m.At[i] = at(outs, k)
 	}
+	var ild, novelty mean
 	for _, o := range outs {
 		for _, id := range o.top {
 			covered[id] = struct{}{}
 		}
+		ild.add(cat.ILD(o.top))
+		novelty.add(cat.Novelty(o.top))
 	}
-	if catalogue > 0 {
-		m.Coverage = float64(len(covered)) / float64(catalogue)
+	if cat.Items > 0 {
+		m.Coverage = float64(len(covered)) / float64(cat.Items)
 	}
+	if ild.n > 0 {
+		v := ild.value()
+		m.ILD = &v
+	}
+	m.Novelty = novelty.value()
 	// Curve: every k up to Depth.
 	for k := 1; k <= Depth && len(outs) > 0; k++ {
 		m.Curve = append(m.Curve, at(outs, k))
 	}
 	return m
+}
+
+// mean averages the values it is given with ok set.
+type mean struct {
+	sum float64
+	n   int
+}
+
+func (m *mean) add(v float64, ok bool) {
+	if ok {
+		m.sum += v
+		m.n++
+	}
+}
+
+func (m *mean) value() float64 {
+	if m.n == 0 {
+		return 0
+	}
+	return m.sum / float64(m.n)
 }

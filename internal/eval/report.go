@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/model"
 	"github.com/ripple-rec/ripple/internal/train"
 )
@@ -36,8 +37,11 @@ type Report struct {
 	Counts    Counts        `json:"counts"`
 	Models    []ModelResult `json:"models"`
 	Published []Published   `json:"published,omitempty"`
-	Timings   Timings       `json:"timings"`
-	Training  *Training     `json:"training,omitempty"`
+	// Categories describes the dataset's item categories; nil when it has
+	// none, and then ILD is not measured.
+	Categories *CategoryInfo `json:"categories,omitempty"`
+	Timings    Timings       `json:"timings"`
+	Training   *Training     `json:"training,omitempty"`
 	// VariantTraining describes the --compare variants' training.
 	VariantTraining []VariantTraining `json:"variant_training,omitempty"`
 	Workers         int               `json:"workers"`
@@ -74,6 +78,17 @@ type ModelResult struct {
 	// Cold is the metrics over cold-start users alone (at most ColdEvents
 	// input events); nil when there are none.
 	Cold *Metrics `json:"cold_users,omitempty"`
+}
+
+// CategoryInfo describes a dataset's item categories.
+type CategoryInfo struct {
+	Source    string `json:"source"`
+	Items     int    `json:"items"` // items with at least one category
+	Distinct  int    `json:"distinct"`
+	Truncated int    `json:"truncated,omitempty"` // Categories.Truncated
+	// Fed says whether Ripple was given them as item metadata; false with
+	// Options.NoCategories.
+	Fed bool `json:"fed"`
 }
 
 // Timings are wall-clock seconds.
@@ -155,11 +170,15 @@ func PublishedResults(dataset, protocol string) []Published {
 
 // FileStem is the report's file name without extension:
 // "<dataset>-<protocol>", with "-valid" for the validation split so a
-// tuning run never overwrites the test report.
+// tuning run never overwrites the test report, and "-nocat" when the
+// dataset's categories were withheld so a comparison keeps both.
 func (r *Report) FileStem() string {
 	s := r.Dataset + "-" + r.Protocol
 	if r.Split == SplitValid {
 		s += "-valid"
+	}
+	if r.Categories != nil && !r.Categories.Fed {
+		s += "-nocat"
 	}
 	return s
 }
@@ -232,8 +251,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		b.WriteString(" P@10 | R@10 |")
 		extra = 2
 	}
-	fmt.Fprintf(&b, " coverage@%d |\n|---|", CoverageK)
-	b.WriteString(strings.Repeat("---:|", 2*len(Cutoffs)+1+extra) + "\n")
+	fmt.Fprintf(&b, " coverage@%[1]d | ILD@%[1]d | novelty@%[1]d |\n|---|", CoverageK)
+	b.WriteString(strings.Repeat("---:|", 2*len(Cutoffs)+3+extra) + "\n")
 	for _, m := range r.Models {
 		fmt.Fprintf(&b, "| %s |", m.Model)
 		for _, k := range Cutoffs {
@@ -246,7 +265,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			a := m.at(10)
 			fmt.Fprintf(&b, " %.4f | %.4f |", a.Precision, a.Recall)
 		}
-		fmt.Fprintf(&b, " %.4f |\n", m.Coverage)
+		fmt.Fprintf(&b, " %.4f | %s | %.3f |\n", m.Coverage, ildCell(m.ILD), m.Novelty)
 	}
 	for _, p := range r.Published {
 		fmt.Fprintf(&b, "| *published %s* |", p.Model)
@@ -256,7 +275,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		for _, k := range Cutoffs {
 			b.WriteString(publishedCell(k, p.NDCG10))
 		}
-		b.WriteString(strings.Repeat(" — |", 1+extra) + "\n")
+		b.WriteString(strings.Repeat(" — |", 3+extra) + "\n")
 	}
 	b.WriteString("\n")
 
@@ -269,6 +288,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, ", not evaluated (--limit-users) %s", thousands(c.NotEvaluated))
 	}
 	fmt.Fprintf(&b, "; items: %s; events: %s, training input %s\n", thousands(c.Items), thousands(c.Events), thousands(c.TrainEvents))
+	b.WriteString(categoryLine(r.Categories))
 	fmt.Fprintf(&b, "- targets already in the user's history (repeat consumption, a miss for every model): %s\n", thousands(c.TargetsInHistory))
 	b.WriteString("- targets tied with another item's score:")
 	for i, m := range r.Models {
@@ -353,6 +373,32 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// categoryLine says what the ILD column measures and whether Ripple saw
+// the categories.
+func categoryLine(c *CategoryInfo) string {
+	if c == nil {
+		return "- item categories: none beside the dataset file, so ILD@10 is not measured; " +
+			"novelty@10 is the mean −log2 of the listed items' share of training interactions\n"
+	}
+	use := "given to Ripple as item metadata before the training input"
+	if !c.Fed {
+		use = "withheld from Ripple (--no-categories), used only to measure ILD@10"
+	}
+	s := fmt.Sprintf("- item categories: %s items, %s distinct categories, from %s; %s", thousands(c.Items), thousands(c.Distinct), filepath.Base(c.Source), use)
+	if c.Truncated > 0 {
+		s += fmt.Sprintf("; %s items keep only their %d most named categories (the server's limit)", thousands(c.Truncated), event.MaxCategories)
+	}
+	return s + ". ILD@10: mean 1 − Jaccard of the categories over pairs in a top 10; " +
+		"novelty@10: mean −log2 of the listed items' share of training interactions\n"
+}
+
+func ildCell(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.4f", *v)
 }
 
 func publishedCell(k int, v float64) string {

@@ -41,6 +41,9 @@ type Options struct {
 	Train      *train.Config     // nil: train.DefaultConfig()
 	// NoTrain evaluates the streaming pipeline alone, without trained models.
 	NoTrain bool
+	// NoCategories withholds the dataset's item categories from Ripple, to
+	// measure what they are worth; they still measure ILD.
+	NoCategories bool
 	// Variants are further configurations evaluated in the same run, on
 	// the same split and replay (ripple eval --compare): each trains its own
 	// models with its train config and serves through its recommend config.
@@ -69,9 +72,11 @@ const (
 )
 
 // Run evaluates the serving pipeline and PopRec on d under leave-one-out,
-// full ranking: it splits d, replays the training input of all users in
-// event-time order into a fresh feature engine, then ranks every evaluated
-// user's target with both models through the same metric code.
+// full ranking: it splits d, applies d's item categories to a fresh feature
+// engine as item records, as a server is sent its catalogue, replays the
+// training input of all users in event-time order after them, then ranks
+// every evaluated user's target with every model through the same metric
+// code.
 func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 	if opt.Split == "" {
 		opt.Split = SplitTest
@@ -109,8 +114,12 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	cats, fed := d.Categories.items(), d.Categories.items()
+	if opt.NoCategories {
+		fed = nil
+	}
 	engine := features.NewEngine(fcfg, nil)
-	if err := replay(ctx, engine, h.Train, func(done, total int) { progress("replay", done, total) }); err != nil {
+	if err := replay(ctx, engine, fed, h.Train, func(done, total int) { progress("replay", done, total) }); err != nil {
 		return nil, err
 	}
 	engine.RefreshTrending()
@@ -133,6 +142,9 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		if cases[i].TargetInHistory() {
 			r.Counts.TargetsInHistory++
 		}
+	}
+	if c := d.Categories; c != nil {
+		r.Categories = &CategoryInfo{Source: c.Source, Items: len(c.Items), Distinct: c.Distinct(), Truncated: c.Truncated, Fed: !opt.NoCategories}
 	}
 	if opt.Split == SplitTest {
 		r.Published = PublishedResults(d.Name, opt.Protocol)
@@ -202,6 +214,7 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		models = append(models, entry{ModelMF, NewMF(h.Train, mfp)})
 	}
 	models = append(models, entry{ModelPopRec, NewPopRec(h.Train)})
+	catalogue := NewCatalogue(d.Items, cats, h.Train)
 	evalStart := time.Now()
 	for _, m := range models {
 		t := time.Now()
@@ -209,7 +222,7 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", m.name, err)
 		}
-		r.Models = append(r.Models, result(m.name, outs, d.Items, time.Since(t)))
+		r.Models = append(r.Models, result(m.name, outs, catalogue, time.Since(t)))
 	}
 	r.Timings = Timings{
 		Read:   d.ReadTime.Seconds(),
@@ -220,11 +233,16 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 	return r, nil
 }
 
-// replay applies train to engine in order, as the server's log replay would.
-func replay(ctx context.Context, engine *features.Engine, train []event.Interaction, progress func(done, total int)) error {
+// replay applies items, then train in order, to engine, as the server's
+// log replay would.
+func replay(ctx context.Context, engine *features.Engine, items []event.Item, train []event.Interaction, progress func(done, total int)) error {
 	const step = 1 << 13
-	recs := make([]event.Record, 0, step)
-	offs := make([]uint64, step) // offset 0: not from a log, always applied
+	recs := make([]event.Record, 0, max(step, len(items)))
+	offs := make([]uint64, cap(recs)) // offset 0: not from a log, always applied
+	for i := range items {
+		recs = append(recs, event.Record{Kind: event.KindItem, Item: items[i]})
+	}
+	engine.ApplyBatch(offs[:len(recs)], recs)
 	for from := 0; from < len(train); from += step {
 		recs = recs[:0]
 		for i := from; i < min(from+step, len(train)); i++ {
@@ -305,7 +323,7 @@ func evaluateCase(ctx context.Context, r ranker, c *Case) (outcome, error) {
 	return o, nil
 }
 
-func result(name string, outs []outcome, catalogue int, took time.Duration) ModelResult {
+func result(name string, outs []outcome, catalogue *Catalogue, took time.Duration) ModelResult {
 	m := ModelResult{Model: name, Metrics: score(outs, catalogue), EvalSeconds: took.Seconds()}
 	var cold []outcome
 	for _, o := range outs {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -91,7 +92,7 @@ func TestServingExcludesHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	engine := features.NewEngine(features.DefaultConfig(), nil)
-	if err := replay(context.Background(), engine, h.Train, func(int, int) {}); err != nil {
+	if err := replay(context.Background(), engine, nil, h.Train, func(int, int) {}); err != nil {
 		t.Fatal(err)
 	}
 	engine.RefreshTrending()
@@ -155,9 +156,11 @@ func TestReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| model | HR@5 | HR@10 | HR@20 | NDCG@5 | NDCG@10 | NDCG@20 | coverage@10 |",
+		"| model | HR@5 | HR@10 | HR@20 | NDCG@5 | NDCG@10 | NDCG@20 | coverage@10 | ILD@10 | novelty@10 |\n" +
+			"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
 		"| " + ModelServing + " | 0.3750 | 0.3750 | 0.3750 | 0.3750 | 0.3750 | 0.3750 |",
-		"| *published SASRec* | — | 0.0688 | — | — | 0.0390 | — | — |",
+		"| *published SASRec* | — | 0.0688 | — | — | 0.0390 | — | — | — | — |\n",
+		"- item categories: none beside the dataset file, so ILD@10 is not measured",
 		"skipped with fewer than 3 events 6",
 		"repeat consumption, a miss for every model): 1",
 	} {
@@ -187,6 +190,68 @@ func TestReport(t *testing.T) {
 	back.Split = SplitValid
 	if back.FileStem() != "LastFM-loo-valid" {
 		t.Errorf("valid stem %q", back.FileStem())
+	}
+}
+
+// categorised: e1..e3 (a b c) have input a b and target c. Nothing
+// co-visits c with a or b; c and pop are trained on only by one-event users,
+// pop more often. Without categories both the pipeline and PopRec rank pop
+// above c; with a, b and c in category x and pop in y, the users' affinity
+// for x brings c (trending in x) to the top of the pipeline's list.
+const categorised = "e1 a b c\ne2 a b c\ne3 a b c\nc1 c\nc2 c\nc3 c\nc4 c\np1 pop\np2 pop\np3 pop\np4 pop\np5 pop\np6 pop\n"
+
+func TestRunWithCategories(t *testing.T) {
+	cats := &Categories{Source: "/data/synthetic_item2attributes.json", Items: []event.Item{
+		{ID: "a", Categories: []string{"x"}}, {ID: "b", Categories: []string{"x"}},
+		{ID: "c", Categories: []string{"x"}}, {ID: "pop", Categories: []string{"y"}},
+	}}
+	run := func(noCategories bool) *Report {
+		d := readString(t, event.FormatSeq, categorised)
+		d.Name, d.Categories = "synthetic", cats
+		r, err := Run(context.Background(), d, Options{NoTrain: true, NoCategories: noCategories})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	fed, withheld := run(false), run(true)
+	withCats, withoutCats := modelResult(t, fed, ModelServing), modelResult(t, withheld, ModelServing)
+	if got := withCats.NDCG(10); got != 1 {
+		t.Errorf("with categories the pipeline's NDCG@10 is %v, want 1 (c first)", got)
+	}
+	if got, want := withoutCats.NDCG(10), 1/math.Log2(3); math.Abs(got-want) > 1e-12 {
+		t.Errorf("without categories the pipeline's NDCG@10 is %v, want %v (c behind pop)", got, want)
+	}
+	// 16 training events: pop 6, c 4. Every list is [pop c] or [c pop]:
+	// one pair across categories, whether Ripple saw them or not.
+	wantNovelty := (-math.Log2(6.0/16) - math.Log2(4.0/16)) / 2
+	for _, r := range []*Report{fed, withheld} {
+		for _, m := range r.Models {
+			if m.Model == ModelMF {
+				continue // its order is learnt, its list may be shorter
+			}
+			if m.ILD == nil || *m.ILD != 1 || math.Abs(m.Novelty-wantNovelty) > 1e-12 {
+				t.Errorf("%s: ILD %v novelty %v, want 1 and %v", m.Model, m.ILD, m.Novelty, wantNovelty)
+			}
+		}
+	}
+	if c := fed.Categories; c == nil || !c.Fed || c.Items != 4 || c.Distinct != 2 || fed.FileStem() != "synthetic-loo" {
+		t.Errorf("fed: %+v, stem %s", c, fed.FileStem())
+	}
+	if c := withheld.Categories; c == nil || c.Fed || withheld.FileStem() != "synthetic-loo-nocat" {
+		t.Errorf("withheld: %+v, stem %s", c, withheld.FileStem())
+	}
+	var md bytes.Buffer
+	if err := withheld.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"- item categories: 4 items, 2 distinct categories, from synthetic_item2attributes.json; withheld from Ripple (--no-categories)",
+		fmt.Sprintf("| %s | 1.0000 | 1.0000 | 1.0000 | 0.6309 | 0.6309 | 0.6309 | 0.5000 | 1.0000 | %.3f |", ModelPopRec, wantNovelty),
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
 	}
 }
 
