@@ -63,21 +63,27 @@ func BenchmarkWorkerThroughput(b *testing.B) {
 	for _, workers := range []int{1, 2, 3} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			for range b.N {
-				rate, perCPU := workerThroughput(b, recs, workers)
-				b.ReportMetric(rate, "events/s")
-				b.ReportMetric(rate/float64(workers), "events/s/worker")
-				b.ReportMetric(perCPU, "events/worker-cpu-s")
+				r := workerThroughput(b, recs, workers)
+				b.ReportMetric(r.rate, "events/s")
+				b.ReportMetric(r.rate/float64(workers), "events/s/worker")
+				b.ReportMetric(r.perWorkerCPU, "events/worker-cpu-s")
+				b.ReportMetric(r.perRedisCPU, "events/redis-cpu-s")
 			}
 			b.ReportMetric(engineRate(b, recs), "engine-events/s")
 		})
 	}
 }
 
-// workerThroughput is events/s through the workers, and events per second
-// of the workers' CPU time (user+system, from /proc): what one worker
-// would do with a core of its own, here where kfake and Redis share the
-// machine's two cores with it.
-func workerThroughput(b *testing.B, recs []ingest.Keyed, workers int) (float64, float64) {
+// throughput is one drain: events/s, and events per second of CPU time
+// (user+system, from /proc) of the workers and of redis-server: what a
+// worker would do with a core of its own, here where kfake and Redis
+// share the machine's two cores with it, and what one Redis core takes.
+type throughput struct {
+	rate, perWorkerCPU, perRedisCPU float64
+}
+
+// workerThroughput measures one drain through workers fresh processes.
+func workerThroughput(b *testing.B, recs []ingest.Keyed, workers int) throughput {
 	b.StopTimer()
 	defer b.StartTimer()
 	const topic, parts = "ripple-events", 6
@@ -116,7 +122,8 @@ worker:
 	st, err := redis.Open(ctx, redis.Options{Addrs: []string{rds.Addr()}})
 	require.NoError(b, err)
 	defer st.Close()
-	cpu0 := cpuSeconds(b, ws)
+	redisPid := []int{rds.Pid()}
+	cpu0, redis0 := cpuSeconds(b, pids(ws)), cpuSeconds(b, redisPid)
 	start := time.Now()
 	for _, w := range ws {
 		require.NoError(b, w.cmd.Process.Signal(syscall.SIGCONT))
@@ -133,15 +140,24 @@ worker:
 			time.Sleep(time.Millisecond)
 		}
 	}
-	elapsed := time.Since(start)
-	return float64(len(recs)) / elapsed.Seconds(), float64(len(recs)) / (cpuSeconds(b, ws) - cpu0)
+	n := float64(len(recs))
+	return throughput{rate: n / time.Since(start).Seconds(), perWorkerCPU: n / (cpuSeconds(b, pids(ws)) - cpu0),
+		perRedisCPU: n / (cpuSeconds(b, redisPid) - redis0)}
+}
+
+func pids(ps []*serveProc) []int {
+	out := make([]int, len(ps))
+	for i, p := range ps {
+		out[i] = p.cmd.Process.Pid
+	}
+	return out
 }
 
 // cpuSeconds is the user+system CPU time the processes used so far.
-func cpuSeconds(tb testing.TB, ps []*serveProc) float64 {
+func cpuSeconds(tb testing.TB, pids []int) float64 {
 	var ticks float64
-	for _, p := range ps {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		require.NoError(tb, err)
 		// Fields after the parenthesised command: utime and stime are the
 		// 12th and 13th.

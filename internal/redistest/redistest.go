@@ -67,6 +67,15 @@ func start(tb testing.TB, extra []string) *Server {
 // Addr returns the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
+// Pid is the running server's process id (0 when stopped): benchmarks
+// read its CPU time.
+func (s *Server) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Stop kills the server with SIGKILL and waits for it to exit, as a crash
 // would. Without persistence its data is gone.
 func (s *Server) Stop() {
