@@ -223,7 +223,7 @@ type worker struct {
 	ttl    time.Duration
 	every  time.Duration
 	logger *slog.Logger
-	m      *workerMetrics
+	m      *observe.WorkerMetrics
 
 	mu      sync.Mutex
 	units   map[int]*partUnit
@@ -311,7 +311,7 @@ func (w *worker) close() {
 // assigned starts recovering partitions the group gave this worker, each
 // on its own: a revoke need not wait for the others.
 func (w *worker) assigned(ps []int32) {
-	w.m.rebalances.WithLabelValues("assigned").Add(float64(len(ps)))
+	w.m.PartitionChanges.WithLabelValues("assigned").Add(float64(len(ps)))
 	for _, p32 := range ps {
 		p := int(p32)
 		ctx, cancel := context.WithCancel(context.Background())
@@ -329,7 +329,7 @@ func (w *worker) assigned(ps []int32) {
 			w.mu.Unlock()
 			switch {
 			case err == nil:
-				w.m.recoverSeconds.Observe(time.Since(start).Seconds())
+				w.m.RecoverSeconds.Observe(time.Since(start).Seconds())
 			case ctx.Err() == nil:
 				// Holding a partition it cannot apply would stall it for
 				// good; stopping hands it to another worker.
@@ -343,7 +343,7 @@ func (w *worker) assigned(ps []int32) {
 // the last batch applied, a final snapshot and a last publish. Only then
 // does the group hand them to another worker.
 func (w *worker) revoked(ps []int32, how string) {
-	w.m.rebalances.WithLabelValues(how).Add(float64(len(ps)))
+	w.m.PartitionChanges.WithLabelValues(how).Add(float64(len(ps)))
 	var wg sync.WaitGroup
 	for _, p32 := range ps {
 		p := int(p32)
@@ -388,32 +388,6 @@ func (w *worker) isReady() (bool, int) {
 		return w.group.Joined() && len(w.opening) == 0, len(w.units)
 	}
 	return w.ready, len(w.units)
-}
-
-// workerMetrics is what a worker adds to the node's registry.
-type workerMetrics struct {
-	rebalances     *prometheus.CounterVec
-	recoverSeconds prometheus.Histogram
-}
-
-func newWorkerMetrics(reg prometheus.Registerer, w *worker) *workerMetrics {
-	m := &workerMetrics{
-		rebalances: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ripple_worker_partition_changes_total",
-			Help: "Partitions this worker was assigned, had revoked (clean hand-over) or lost (session expired)."}, []string{"change"}),
-		recoverSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ripple_worker_partition_recover_seconds",
-			Help:    "Time from an assignment to a partition applying live: snapshot load and log replay.",
-			Buckets: prometheus.ExponentialBuckets(0.01, 4, 9)}),
-	}
-	owned := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ripple_worker_partitions_owned",
-		Help: "Partitions this worker applies (recovered and live)."}, func() float64 {
-		_, n := w.isReady()
-		return float64(n)
-	})
-	for _, label := range []string{"assigned", "revoked", "lost"} {
-		m.rebalances.WithLabelValues(label)
-	}
-	reg.MustRegister(m.rebalances, m.recoverSeconds, owned)
-	return m
 }
 
 // handler serves /healthz, /readyz (ready once every owned partition
@@ -484,7 +458,10 @@ func runWorker(ctx context.Context, cfg serveConfig, logger *slog.Logger) error 
 	if err != nil {
 		return err
 	}
-	w.m = newWorkerMetrics(n.metrics.Registry, w)
+	w.m = observe.NewWorkerMetrics(n.metrics.Registry, func() float64 {
+		_, owned := w.isReady()
+		return float64(owned)
+	}, plog.Partitions())
 	w.fail = func(err error) {
 		if ctx.Err() == nil {
 			logger.Error("cannot own a partition; stopping", "err", err)

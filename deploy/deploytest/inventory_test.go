@@ -100,6 +100,9 @@ func buildInventory() (*inventory, error) {
 	m := observe.NewMetrics(func() float64 { return 0 }, func() float64 { return -1 })
 	reg := &recordingRegisterer{Registerer: m.Registry}
 
+	// A worker node's (serve --role worker).
+	observe.NewWorkerMetrics(reg, func() float64 { return 0 }, 6)
+
 	// The store: redis parts, as cmd/ripple's openOnline wires them.
 	rm := resilience.NewMetrics(reg)
 	resilience.NewBreaker(resilience.BreakerConfig{Name: "redis-read", Metrics: rm})
