@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -52,6 +53,7 @@ import (
 	"github.com/ripple-rec/ripple/internal/ingest"
 	"github.com/ripple-rec/ripple/internal/observe"
 	"github.com/ripple-rec/ripple/internal/online"
+	"github.com/ripple-rec/ripple/internal/ownership"
 	"github.com/ripple-rec/ripple/internal/store"
 )
 
@@ -64,18 +66,23 @@ const (
 // workerConfig is the `worker:` section: how partitions find an owner.
 //
 //   - assignment: group (the default with log: kafka) makes the workers one
-//     Kafka consumer group that only decides ownership. A worker that dies
-//     (kill -9 included) loses its partitions after session_timeout and the
-//     others take them over; a worker that joins or leaves takes or gives
-//     some. A revoked partition is closed first (last batch applied, final
-//     snapshot, last publish) and only then released. Offsets live with the
-//     state (the snapshot and the store), never in Kafka: a new owner starts
-//     from its own snapshot of the partition if it has one and replays the
-//     rest of the log.
-//   - assignment: static (the only choice with log: nats): partition p is
-//     owned by the worker whose index is p % count. A worker that dies leaves
-//     its partitions unapplied until it (or a replacement with the same
-//     index, on any data dir: it replays the log) restarts.
+//     Kafka consumer group that only decides ownership.
+//   - assignment: lease (the default with log: nats; also works on Kafka)
+//     shares the partitions through leases in the Redis store
+//     (internal/ownership): balanced, mostly sticky.
+//
+// With either, a worker that dies (kill -9 included) loses its partitions
+// after session_timeout and the others take them over; a worker that joins
+// or leaves takes or gives some. A revoked partition is closed first (last
+// batch applied, final snapshot, last publish) and only then released.
+// Offsets live with the state (the snapshot and the store), never in the
+// broker: a new owner starts from its own snapshot of the partition if it
+// has one and replays the rest of the log.
+//
+//   - assignment: static: partition p is owned by the worker whose index is
+//     p % count. A worker that dies leaves its partitions unapplied until it
+//     (or a replacement with the same index, on any data dir: it replays the
+//     log) restarts.
 type workerConfig struct {
 	Assignment     string `yaml:"assignment"`
 	Index          int    `yaml:"index"`
@@ -85,10 +92,11 @@ type workerConfig struct {
 
 const (
 	assignGroup  = "group"
+	assignLease  = "lease"
 	assignStatic = "static"
 )
 
-// assignment resolves the default: group on Kafka, static on NATS.
+// assignment resolves the default: group on Kafka, lease on NATS.
 func (c serveConfig) assignment() string {
 	if c.Worker.Assignment != "" {
 		return c.Worker.Assignment
@@ -96,7 +104,7 @@ func (c serveConfig) assignment() string {
 	if c.Log == "kafka" {
 		return assignGroup
 	}
-	return assignStatic
+	return assignLease
 }
 
 func (c serveConfig) validateRole() error {
@@ -115,14 +123,14 @@ func (c serveConfig) validateRole() error {
 		return nil
 	}
 	switch c.assignment() {
-	case assignGroup:
-		if c.Log != "kafka" {
-			return fmt.Errorf("worker.assignment: group needs log: kafka (NATS has no consumer groups that assign partitions); use static")
+	case assignGroup, assignLease:
+		if c.assignment() == assignGroup && c.Log != "kafka" {
+			return fmt.Errorf("worker.assignment: group needs log: kafka (NATS has no consumer groups that assign partitions); use lease")
 		}
 		if d, err := time.ParseDuration(c.Worker.SessionTimeout); c.Worker.SessionTimeout != "" && (err != nil || d <= 0) {
 			return fmt.Errorf("worker.session_timeout: want a positive duration, got %q", c.Worker.SessionTimeout)
 		}
-		if c.Kafka.Group == "" {
+		if c.assignment() == assignGroup && c.Kafka.Group == "" {
 			return errors.New("kafka.group: want the consumer group's name")
 		}
 	case assignStatic:
@@ -130,7 +138,7 @@ func (c serveConfig) validateRole() error {
 			return fmt.Errorf("worker: want 0 <= index < count, got index %d, count %d", c.Worker.Index, c.Worker.Count)
 		}
 	default:
-		return fmt.Errorf("worker.assignment: want group or static, got %q", c.Worker.Assignment)
+		return fmt.Errorf("worker.assignment: want group, lease or static, got %q", c.Worker.Assignment)
 	}
 	return nil
 }
@@ -167,11 +175,14 @@ func readParts(cfg serveConfig, plog ingest.PartitionedLog) int {
 // partSource names partition p in the store: its offset key and the stamp
 // of the records its engine wrote. Any worker owning p writes as it, so a
 // new owner continues where the last one's published state ends.
-func partSource(cfg serveConfig, p int) string {
+func partSource(cfg serveConfig, p int) string { return logName(cfg) + ":" + strconv.Itoa(p) }
+
+// logName names the broker log: "nats:<stream>" or "kafka:<topic>".
+func logName(cfg serveConfig) string {
 	if cfg.Log == "nats" {
-		return "nats:" + cfg.NATS.Stream + ":" + strconv.Itoa(p)
+		return "nats:" + cfg.NATS.Stream
 	}
-	return "kafka:" + cfg.Kafka.Topic + ":" + strconv.Itoa(p)
+	return "kafka:" + cfg.Kafka.Topic
 }
 
 // bindAppender gives an api node's write path what it reads back from the
@@ -229,8 +240,15 @@ type worker struct {
 	units   map[int]*partUnit
 	opening map[int]*opening // group: partitions being recovered
 	ready   bool             // static: every partition recovered
-	group   *ripplekafka.Group
-	fail    func(error) // stops the worker: it cannot own what it was given
+	group   membership       // group or lease assignment; nil: static
+	fail    func(error)      // stops the worker: it cannot own what it was given
+}
+
+// membership is a worker's share of the partitions, decided with the
+// others (a Kafka consumer group, or leases in Redis).
+type membership interface {
+	Joined() bool // its ownership, possibly none, is known
+	Close()       // revoke and release everything, then leave
 }
 
 // opening is a partition being recovered after an assignment; a revoke
@@ -468,11 +486,16 @@ func runWorker(ctx context.Context, cfg serveConfig, logger *slog.Logger) error 
 			stop()
 		}
 	}
-	if cfg.assignment() == assignGroup {
+	switch cfg.assignment() {
+	case assignGroup:
 		if err := w.joinGroup(); err != nil {
 			return err
 		}
-	} else {
+	case assignLease:
+		if err := w.joinLeases(ctx); err != nil {
+			return err
+		}
+	default:
 		go w.ownStatic(ctx)
 	}
 	defer w.close()
@@ -498,26 +521,32 @@ func (w *worker) ownStatic(ctx context.Context) {
 	w.logger.Info("worker ready", "index", w.cfg.Worker.Index, "count", w.cfg.Worker.Count, "partitions", n)
 }
 
+// The membership callbacks (group or lease).
+func (w *worker) onAssigned(_ context.Context, ps []int32) {
+	w.logger.Info("partitions assigned", "partitions", ps)
+	w.assigned(ps)
+}
+
+func (w *worker) onRevoked(_ context.Context, ps []int32) {
+	w.logger.Info("partitions revoked; closing them before release", "partitions", ps)
+	w.revoked(ps, "revoked")
+}
+
+// onLost: the session expired or the lease could not be renewed in time,
+// and another worker may own them now. Closed the same way; the last
+// publish cannot undo the new owner's: the store keeps the newer offset
+// stamp of a record.
+func (w *worker) onLost(_ context.Context, ps []int32) {
+	w.logger.Warn("partitions lost without a clean revoke", "partitions", ps)
+	w.revoked(ps, "lost")
+}
+
 // joinGroup makes this worker a member of the workers' consumer group.
 func (w *worker) joinGroup() error {
 	session, _ := time.ParseDuration(w.cfg.Worker.SessionTimeout) // validated
 	g, err := ripplekafka.JoinGroup(ripplekafka.GroupOptions{
 		Brokers: w.cfg.Kafka.Brokers, Topic: w.cfg.Kafka.Topic, Group: w.cfg.Kafka.Group,
-		OnAssigned: func(_ context.Context, ps []int32) {
-			w.logger.Info("partitions assigned", "partitions", ps)
-			w.assigned(ps)
-		},
-		OnRevoked: func(_ context.Context, ps []int32) {
-			w.logger.Info("partitions revoked; closing them before release", "partitions", ps)
-			w.revoked(ps, "revoked")
-		},
-		// Lost (the session expired: another worker may own them now):
-		// closed the same way. Its last publish cannot undo the new
-		// owner's: the store keeps the newer offset stamp of a record.
-		OnLost: func(_ context.Context, ps []int32) {
-			w.logger.Warn("partitions lost without a clean revoke", "partitions", ps)
-			w.revoked(ps, "lost")
-		},
+		OnAssigned: w.onAssigned, OnRevoked: w.onRevoked, OnLost: w.onLost,
 		SessionTimeout:    session,
 		RebalanceTimeout:  max(session, 30*time.Second),
 		HeartbeatInterval: max(session/10, 100*time.Millisecond),
@@ -527,6 +556,31 @@ func (w *worker) joinGroup() error {
 	}
 	w.mu.Lock()
 	w.group = g
+	w.mu.Unlock()
+	return nil
+}
+
+// joinLeases shares the partitions with the other workers through leases
+// in the Redis store; it waits for the store's first connection.
+func (w *worker) joinLeases(ctx context.Context) error {
+	select {
+	case <-w.n.online.store.Connected():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	host, _ := os.Hostname()
+	session, _ := time.ParseDuration(w.cfg.Worker.SessionTimeout) // validated
+	l, err := ownership.Join(ownership.Options{
+		Client: w.n.online.store.Client(), Group: w.cfg.Redis.Prefix + ":workers:" + logName(w.cfg),
+		Member: fmt.Sprintf("%s-%d-%x", host, os.Getpid(), rand.Uint32()), Partitions: w.plog.Partitions(), TTL: session,
+		OnAssigned: w.onAssigned, OnRevoked: w.onRevoked, OnLost: w.onLost,
+		Logger: w.logger,
+	})
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	w.group = l
 	w.mu.Unlock()
 	return nil
 }

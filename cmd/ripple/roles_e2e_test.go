@@ -334,14 +334,37 @@ func TestRolesOnKafkaRebalanceAfterAWorkerKill(t *testing.T) {
 		kfake.GroupMinSessionTimeout(100*time.Millisecond))
 	require.NoError(t, err)
 	defer c.Close()
-	cfgPath := writeRolesConfig(t, rds.Addr(), fmt.Sprintf(`log: kafka
+	rebalanceRun(t, writeRolesConfig(t, rds.Addr(), fmt.Sprintf(`log: kafka
 kafka:
   brokers: [%s]
   partitions: 6
 worker:
   assignment: group
   session_timeout: 2s
-`, c.ListenAddrs()[0]))
+`, c.ListenAddrs()[0]))).run(t)
+}
+
+// The same on NATS JetStream (a real nats-server), the workers sharing the
+// partitions through leases in Redis.
+func TestRolesOnNATSRebalanceAfterAWorkerKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six server processes")
+	}
+	rds := redistest.Start(t)
+	ns := natstest.Start(t)
+	rebalanceRun(t, writeRolesConfig(t, rds.Addr(), fmt.Sprintf(`log: nats
+nats:
+  url: %s
+  partitions: 6
+worker:
+  assignment: lease
+  session_timeout: 2s
+`, ns.URL()))).run(t)
+}
+
+// rebalanceRun is the kill-and-rebalance scenario on cfgPath: three
+// workers, one killed mid-load and not restarted, a fourth joining after.
+func rebalanceRun(t *testing.T, cfgPath string) rolesRun {
 	live := func(ws []*serveProc) []*serveProc {
 		var out []*serveProc
 		for i, w := range ws {
@@ -352,7 +375,7 @@ worker:
 		return out
 	}
 	var killedAt time.Time
-	rolesRun{
+	return rolesRun{
 		cfg: cfgPath, workers: 3,
 		worker: func(int) *serveProc {
 			return startServe(t, "--config", cfgPath, "--role", "worker", "--data-dir", t.TempDir())
@@ -382,13 +405,12 @@ worker:
 				}, 10*time.Second, 100*time.Millisecond, "%s: want one series per partition across the workers", metric)
 			}
 		},
-	}.run(t)
+	}
 }
 
-// The same on NATS JetStream (a real nats-server): static assignment, so
-// the killed worker is restarted on its data dir and continues from its
-// last snapshot.
-func TestRolesOnNATSSurviveAWorkerKill(t *testing.T) {
+// Static assignment (on NATS): the killed worker is restarted with its
+// index on its data dir and continues from its last snapshot.
+func TestRolesStaticSurviveAWorkerKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six server processes")
 	}
@@ -399,6 +421,7 @@ nats:
   url: %s
   partitions: 6
 worker:
+  assignment: static
   count: 3
 `, ns.URL()))
 	dirs := []string{t.TempDir(), t.TempDir(), t.TempDir()}
