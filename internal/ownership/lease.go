@@ -163,9 +163,13 @@ func (l *Leases) round() {
 		}
 	}
 	if len(give) > 0 {
-		l.opts.OnRevoked(ctx, give)
+		l.opts.OnRevoked(context.Background(), give)
 		l.drop(give)
 		l.releaseAll(give)
+		// Closing partitions takes time: the renewals get their own.
+		cancel()
+		ctx, cancel = context.WithTimeout(context.Background(), l.opts.TTL/2)
+		defer cancel()
 	}
 	var lost []int32
 	now := time.Now()
