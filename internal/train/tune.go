@@ -13,7 +13,8 @@ import (
 
 // tuner scores blends on validation cases through the same Set.Score the
 // server uses, under the evaluation protocol: full ranking, history
-// excluded, ties counted against the target.
+// excluded, ties counted against the target, and the pipeline's category
+// diversification when the catalogue has categories.
 type tuner struct {
 	fit   *Corpus
 	cases []validation
@@ -22,19 +23,32 @@ type tuner struct {
 	// stream holds, per case, the streaming sources' candidates (corpus
 	// index) and scores at validation time; nil when not tuned.
 	stream [][]streamScore
+	// cfg is how the server configures its streaming sources: where the
+	// category settings start from.
+	cfg recommend.Config
+	// primary is each item's first category (a small integer; -1: none),
+	// nil when no item has one: what diversification groups by.
+	primary []int32
+	// tuneCategories: the category weight and diversity are chosen too.
+	tuneCategories bool
 }
 
+// streamScore is one streaming candidate: other is co-visitation and
+// popularity as configured, category the category-trending score at
+// weight 1.
 type streamScore struct {
-	i int32
-	w float64
+	i               int32
+	other, category float64
 }
 
 // streamDepth is how many candidates the streaming sources are asked for
 // per validation user.
 const streamDepth = 200
 
-// readStream replays evs, less the held-out events, into a feature engine
-// and reads each case's streaming candidates through the serving pipeline.
+// readStream replays the catalogue (s.Items), then evs less the held-out
+// events, into a feature engine and reads each case's streaming candidates
+// through the serving pipeline. Item metadata is catalogue data, so it is
+// applied first, as a server that was sent its catalogue holds it.
 func (t *tuner) readStream(ctx context.Context, evs []event.Interaction, all []validation, s *Stream) error {
 	// Every event holdOut left out of the fit corpus, sampled for tuning or
 	// not: the state must be the one the fit corpus describes.
@@ -44,12 +58,21 @@ func (t *tuner) readStream(ctx context.Context, evs []event.Interaction, all []v
 	}
 	eng := features.NewEngine(s.Features, nil)
 	const step = 8192
-	recs := make([]event.Record, 0, step)
-	offs := make([]uint64, step)
+	var items []event.Item
+	if s.Items != nil {
+		items = s.Items()
+	}
+	recs := make([]event.Record, 0, max(step, len(items)))
+	offs := make([]uint64, cap(recs))
 	flush := func() {
 		eng.ApplyBatch(offs[:len(recs)], recs)
 		recs = recs[:0]
 	}
+	for i := range items {
+		recs = append(recs, event.Record{Kind: event.KindItem, Item: items[i]})
+	}
+	flush()
+	t.setCategories(items)
 	for i := range evs {
 		if held[int32(i)] {
 			continue
@@ -64,14 +87,17 @@ func (t *tuner) readStream(ctx context.Context, evs []event.Interaction, all []v
 	}
 	flush()
 	eng.RefreshTrending()
-	p := recommend.New(eng, s.Recommend)
+	t.cfg = s.Recommend
+	unit := s.Recommend
+	unit.WeightCategory = 1 // read the category source per unit of weight: the tuner weighs it
+	p := recommend.New(eng, unit)
 	t.stream = make([][]streamScore, len(t.cases))
 	for k, c := range t.cases {
-		ids, scores := p.StreamScores(ctx, t.fit.Users[c.user], streamDepth)
-		row := make([]streamScore, 0, len(ids))
-		for n, id := range ids {
-			if i, ok := t.fit.Index(id); ok && scores[n] > 0 {
-				row = append(row, streamScore{i, scores[n]})
+		list := p.StreamScores(ctx, t.fit.Users[c.user], streamDepth)
+		row := make([]streamScore, 0, len(list))
+		for _, x := range list {
+			if i, ok := t.fit.Index(x.ID); ok && (x.Other > 0 || x.Category > 0) {
+				row = append(row, streamScore{i, x.Other, x.Category})
 			}
 		}
 		t.stream[k] = row
@@ -82,8 +108,34 @@ func (t *tuner) readStream(ctx context.Context, evs []event.Interaction, all []v
 	return nil
 }
 
+// setCategories records each corpus item's first category, as the
+// pipeline's diversification reads it.
+func (t *tuner) setCategories(items []event.Item) {
+	ids := map[string]int32{}
+	var primary []int32
+	for _, it := range items {
+		i, ok := t.fit.Index(it.ID)
+		if !ok || len(it.Categories) == 0 {
+			continue
+		}
+		if primary == nil {
+			primary = make([]int32, len(t.fit.Items))
+			for j := range primary {
+				primary[j] = -1
+			}
+		}
+		c, ok := ids[it.Categories[0]]
+		if !ok {
+			c = int32(len(ids))
+			ids[it.Categories[0]] = c
+		}
+		primary[i] = c
+	}
+	t.primary = primary
+}
+
 func newTuner(fit *Corpus, cases []validation, comps []model.Component) *tuner {
-	t := &tuner{fit: fit, cases: cases, comps: comps, hist: make([][]string, len(cases))}
+	t := &tuner{fit: fit, cases: cases, comps: comps, hist: make([][]string, len(cases)), cfg: recommend.DefaultConfig()}
 	for k, c := range cases {
 		seq := fit.Seqs[c.user]
 		h := make([]string, 0, len(seq))
@@ -98,28 +150,47 @@ func newTuner(fit *Corpus, cases []validation, comps []model.Component) *tuner {
 var (
 	decayGrid  = []float64{0.3, 0.5, 0.7, 0.85, 0.95, 1}
 	weightGrid = []float64{0, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100}
+	// The category signal's grids hold 0 (off) and the defaults.
+	categoryGrid  = []float64{0, 0.05, 0.1, 0.2, 0.5, 1}
+	diversityGrid = []float64{0, 0.05, 0.1, 0.2, 0.3}
 )
 
-// tune picks each component's best decay alone, then blend weights by
-// coordinate ascent from the best single source (a component, or the
-// streaming sources when read), so the blend's validation score is never
-// below the best single source's. It returns the components with Decay and
-// Weight set, the streaming sources' weight, the scores, and what serves.
-func (t *tuner) tune(ctx context.Context) ([]model.Component, float64, []SourceResult, string) {
+// blend is one configuration the tuner scores: what the pipeline would
+// serve with.
+type blend struct {
+	comps     []model.Component
+	stream    float64 // the streaming sources' weight
+	category  float64 // the category-trending source's weight within them
+	diversity float64
+}
+
+// categories reports whether the category settings are the tuner's to
+// choose: asked for, and the catalogue has categories for them to act on.
+func (t *tuner) categories() bool { return t.tuneCategories && t.primary != nil }
+
+// tune picks each component's best decay alone (and the streaming sources'
+// best category weight alone), then blend weights, the category weight and
+// the diversity by coordinate ascent from the best single source (a
+// component, or the streaming sources when read), so the blend's validation
+// score is never below the best single source's. It returns the blend, the
+// scores, and what serves.
+func (t *tuner) tune(ctx context.Context) (blend, []SourceResult, string) {
 	comps := slices.Clone(t.comps)
+	base := blend{category: t.cfg.WeightCategory, diversity: t.cfg.Diversity}
 	var results []SourceResult
 	best, bestScore := -1, -1.0 // best is len(comps) for the stream
 	for i := range comps {
 		var r SourceResult
 		for _, d := range decayGrid {
-			one := []model.Component{comps[i]}
-			one[0].Decay, one[0].Weight = d, 1
-			ndcg, hr := t.score(one, 0)
+			one := base
+			one.comps = []model.Component{comps[i]}
+			one.comps[0].Decay, one.comps[0].Weight = d, 1
+			ndcg, hr := t.score(one)
 			if ndcg > r.NDCG10 || r.Source == "" {
 				r = SourceResult{Source: comps[i].Name, Decay: d, NDCG10: ndcg, HR10: hr}
 			}
 			if ctx.Err() != nil {
-				return comps, 0, results, ""
+				return blend{comps: comps}, results, ""
 			}
 		}
 		comps[i].Decay = r.Decay
@@ -129,7 +200,18 @@ func (t *tuner) tune(ctx context.Context) ([]model.Component, float64, []SourceR
 		}
 	}
 	if t.stream != nil {
-		ndcg, hr := t.score(nil, 1)
+		alone := base
+		alone.stream = 1
+		ndcg, hr := t.score(alone)
+		if t.categories() {
+			for _, w := range categoryGrid {
+				c := alone
+				c.category = w
+				if n, h := t.score(c); n > ndcg+1e-6 {
+					ndcg, hr, base.category = n, h, w
+				}
+			}
+		}
 		results = append(results, SourceResult{Source: "stream", NDCG10: ndcg, HR10: hr})
 		if ndcg > bestScore {
 			best, bestScore = len(comps), ndcg
@@ -138,64 +220,87 @@ func (t *tuner) tune(ctx context.Context) ([]model.Component, float64, []SourceR
 	for i := range comps {
 		comps[i].Weight = 0
 	}
+	cur := base
+	cur.comps = comps
 	if best < 0 {
-		return comps, 0, results, ""
+		return cur, results, ""
 	}
-	stream := 0.0
 	if best == len(comps) {
-		stream = 1
+		cur.stream = 1
 	} else {
 		comps[best].Weight = 1
 	}
-	cur, curHR := bestScore, results[best].HR10
-	try := func(c []model.Component, s float64) {
-		if ndcg, hr := t.score(c, s); ndcg > cur+1e-6 {
-			comps, stream, cur, curHR = c, s, ndcg, hr
+	score, curHR := bestScore, results[best].HR10
+	try := func(b blend) {
+		if ndcg, hr := t.score(b); ndcg > score+1e-6 {
+			cur, score, curHR = b, ndcg, hr
 		}
 	}
 	for pass := 0; pass < 2 && ctx.Err() == nil; pass++ {
-		before := cur
+		before := score
+		if t.categories() {
+			for _, d := range diversityGrid {
+				if d != cur.diversity {
+					b := cur
+					b.diversity = d
+					try(b)
+				}
+			}
+		}
 		for i := range comps {
 			if i == best {
 				continue
 			}
 			for _, w := range weightGrid {
-				if w != comps[i].Weight {
-					c := slices.Clone(comps)
-					c[i].Weight = w
-					try(c, stream)
+				if w != cur.comps[i].Weight {
+					b := cur
+					b.comps = slices.Clone(cur.comps)
+					b.comps[i].Weight = w
+					try(b)
 				}
 			}
-			if comps[i].Weight > 0 {
+			if cur.comps[i].Weight > 0 {
 				for _, d := range decayGrid {
-					c := slices.Clone(comps)
-					c[i].Decay = d
-					try(c, stream)
+					b := cur
+					b.comps = slices.Clone(cur.comps)
+					b.comps[i].Decay = d
+					try(b)
 				}
 			}
 		}
 		if t.stream != nil && best != len(comps) {
 			for _, w := range weightGrid {
-				if w != stream {
-					try(comps, w)
+				if w != cur.stream {
+					b := cur
+					b.stream = w
+					try(b)
 				}
 			}
 		}
-		if cur == before {
+		if t.categories() && cur.stream > 0 {
+			for _, w := range categoryGrid {
+				if w != cur.category {
+					b := cur
+					b.category = w
+					try(b)
+				}
+			}
+		}
+		if score == before {
 			break
 		}
 	}
-	results = append(results, SourceResult{Source: "blend", NDCG10: cur, HR10: curHR})
+	results = append(results, SourceResult{Source: "blend", NDCG10: score, HR10: curHR})
 	var serving string
-	switch n := countWeighted(comps); {
+	switch n := countWeighted(cur.comps); {
 	case n == 0:
 		serving = "stream"
-	case n == 1 && stream == 0:
+	case n == 1 && cur.stream == 0:
 		serving = comps[best].Name
 	default:
 		serving = "blend"
 	}
-	return comps, stream, results, serving
+	return cur, results, serving
 }
 
 func countWeighted(comps []model.Component) int {
@@ -208,24 +313,36 @@ func countWeighted(comps []model.Component) int {
 	return n
 }
 
+// validationK is the list length the tuner scores (NDCG@10, HR@10).
+const validationK = 10
+
 // score is NDCG@10 and HR@10 of a blend over the cases: the components
-// plus stream × the streaming sources' scores.
-func (t *tuner) score(comps []model.Component, stream float64) (ndcg, hr float64) {
-	s := model.NewSet("", t.fit.Items, comps)
+// plus stream × the streaming sources' scores, diversified as the pipeline
+// does when the catalogue has categories.
+func (t *tuner) score(b blend) (ndcg, hr float64) {
+	s := model.NewSet("", t.fit.Items, b.comps)
 	seen := map[int32]struct{}{}
+	diversify := t.primary != nil && b.diversity > 0 && b.diversity < 1
+	var head []int32
 	for k, c := range t.cases {
 		clear(seen)
 		for _, it := range t.fit.Seqs[c.user] {
 			seen[it] = struct{}{}
 		}
 		sc := s.Score(t.hist[k])
-		if stream > 0 && t.stream != nil {
+		if b.stream > 0 && t.stream != nil {
 			for _, x := range t.stream[k] {
-				sc.Add(x.i, stream*x.w)
+				sc.Add(x.i, b.stream*(x.other+b.category*x.category))
 			}
 		}
 		if _, hist := seen[c.target]; !hist {
-			if rank := rankOf(sc, c.target, seen); rank > 0 && rank <= 10 {
+			var rank int
+			if diversify {
+				rank, head = t.diversifiedRank(sc, c.target, seen, b.diversity, head)
+			} else {
+				rank = rankOf(sc, c.target, seen)
+			}
+			if rank > 0 && rank <= validationK {
 				hr++
 				ndcg += 1 / math.Log2(float64(rank)+1)
 			}
@@ -239,6 +356,12 @@ func (t *tuner) score(comps []model.Component, stream float64) (ndcg, hr float64
 // rankOf is the target's rank among items outside seen, ties against it:
 // one pass over the touched items, no sort.
 func rankOf(sc *model.Scores, target int32, seen map[int32]struct{}) int {
+	return rankWithin(sc, target, seen, validationK)
+}
+
+// rankWithin is rankOf counting up to limit: a rank above it is reported
+// as limit+1.
+func rankWithin(sc *model.Scores, target int32, seen map[int32]struct{}, limit int) int {
 	tw := sc.W[target]
 	if tw <= 0 {
 		return 0
@@ -253,10 +376,89 @@ func rankOf(sc *model.Scores, target int32, seen map[int32]struct{}) int {
 		}
 		if sc.W[j] >= tw {
 			rank++
-			if rank > 10 {
+			if rank > limit {
 				return rank
 			}
 		}
 	}
 	return rank
+}
+
+// diversifiedRank is the target's position (0: not in the first
+// validationK) once the pipeline's diversification with strength d has
+// reordered the DiversifyWindow best items outside seen, ties against the
+// target. head is a buffer it returns for reuse.
+func (t *tuner) diversifiedRank(sc *model.Scores, target int32, seen map[int32]struct{}, d float64, head []int32) (int, []int32) {
+	window := recommend.DiversifyWindow(validationK)
+	if r := rankWithin(sc, target, seen, window); r == 0 || r > window {
+		return 0, head // outside the window the pipeline reorders
+	}
+	w := sc.W
+	// ahead orders the window: score, the target last among equals, then
+	// index (the pipeline breaks by trend and id; any fixed order will do
+	// for items that are not the target).
+	ahead := func(a, b int32) bool {
+		if w[a] != w[b] {
+			return w[a] > w[b]
+		}
+		if a == target || b == target {
+			return b == target
+		}
+		return a < b
+	}
+	// The window's best items: a min-heap (worst on top) of at most window.
+	head = head[:0]
+	down := func(i int) {
+		for {
+			l, m := 2*i+1, i
+			if l < len(head) && ahead(head[m], head[l]) {
+				m = l
+			}
+			if r := l + 1; r < len(head) && ahead(head[m], head[r]) {
+				m = r
+			}
+			if m == i {
+				return
+			}
+			head[i], head[m] = head[m], head[i]
+			i = m
+		}
+	}
+	for _, j := range sc.Touched {
+		if _, ok := seen[j]; ok || w[j] <= 0 {
+			continue
+		}
+		if len(head) < window {
+			head = append(head, j)
+			for i := len(head) - 1; i > 0 && ahead(head[(i-1)/2], head[i]); i = (i - 1) / 2 {
+				head[i], head[(i-1)/2] = head[(i-1)/2], head[i]
+			}
+		} else if ahead(j, head[0]) {
+			head[0] = j
+			down(0)
+		}
+	}
+	slices.SortFunc(head, func(a, b int32) int {
+		if ahead(a, b) {
+			return -1
+		}
+		return 1
+	})
+	primary := make([]int32, len(head))
+	for i, j := range head {
+		primary[i] = t.primary[j]
+	}
+	rank, n := 0, 0
+	recommend.Diversify(len(head), validationK, d, primary,
+		func(i int) float64 { return w[head[i]] },
+		func(i, j int) bool { return head[j] == target || (head[i] != target && i < j) },
+		func(i int, _ float64) bool {
+			n++
+			if head[i] == target {
+				rank = n
+				return false
+			}
+			return true
+		})
+	return rank, head
 }
