@@ -101,6 +101,9 @@ func (r *Registry) CurrentManifest() *Manifest { return r.man.Load() }
 // info, makes it the serving blend, and prunes versions beyond keep. The
 // set is renamed blend@N and its components name@N.
 func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
+	if !set.Tuned.Valid() {
+		return nil, fmt.Errorf("model: tuned streaming settings %+v out of range", *set.Tuned)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	versions, err := r.versions()

@@ -168,15 +168,21 @@ type blend struct {
 // choose: asked for, and the catalogue has categories for them to act on.
 func (t *tuner) categories() bool { return t.tuneCategories && t.primary != nil }
 
-// tune picks each component's best decay alone (and the streaming sources'
-// best category weight alone), then blend weights, the category weight and
-// the diversity by coordinate ascent from the best single source (a
-// component, or the streaming sources when read), so the blend's validation
-// score is never below the best single source's. It returns the blend, the
-// scores, and what serves.
+// tune picks each component's best decay alone, then blend weights by
+// coordinate ascent from the best single source (a component, or the
+// streaming sources when read), so the blend's validation score is never
+// below the best single source's. When the category settings are its to
+// choose, all of that runs with the category signal off (exactly what a
+// catalogue without categories gives), and the ascent then goes on over the
+// diversity and the category weight too: categories are kept only as far
+// as they improve on validation. It returns the blend, the scores, and
+// what serves.
 func (t *tuner) tune(ctx context.Context) (blend, []SourceResult, string) {
-	comps := slices.Clone(t.comps)
-	base := blend{category: t.cfg.WeightCategory, diversity: t.cfg.Diversity}
+	base := blend{comps: slices.Clone(t.comps), category: t.cfg.WeightCategory, diversity: t.cfg.Diversity}
+	if t.categories() {
+		base.category, base.diversity = 0, 0
+	}
+	comps := base.comps
 	var results []SourceResult
 	best, bestScore := -1, -1.0 // best is len(comps) for the stream
 	for i := range comps {
@@ -190,7 +196,7 @@ func (t *tuner) tune(ctx context.Context) (blend, []SourceResult, string) {
 				r = SourceResult{Source: comps[i].Name, Decay: d, NDCG10: ndcg, HR10: hr}
 			}
 			if ctx.Err() != nil {
-				return blend{comps: comps}, results, ""
+				return base, results, ""
 			}
 		}
 		comps[i].Decay = r.Decay
@@ -201,17 +207,8 @@ func (t *tuner) tune(ctx context.Context) (blend, []SourceResult, string) {
 	}
 	if t.stream != nil {
 		alone := base
-		alone.stream = 1
+		alone.comps, alone.stream = nil, 1
 		ndcg, hr := t.score(alone)
-		if t.categories() {
-			for _, w := range categoryGrid {
-				c := alone
-				c.category = w
-				if n, h := t.score(c); n > ndcg+1e-6 {
-					ndcg, hr, base.category = n, h, w
-				}
-			}
-		}
 		results = append(results, SourceResult{Source: "stream", NDCG10: ndcg, HR10: hr})
 		if ndcg > bestScore {
 			best, bestScore = len(comps), ndcg
@@ -220,77 +217,21 @@ func (t *tuner) tune(ctx context.Context) (blend, []SourceResult, string) {
 	for i := range comps {
 		comps[i].Weight = 0
 	}
-	cur := base
-	cur.comps = comps
 	if best < 0 {
-		return cur, results, ""
+		return base, results, ""
 	}
+	a := ascent{t: t, best: best, cur: base, score: bestScore, hr: results[best].HR10}
 	if best == len(comps) {
-		cur.stream = 1
+		a.cur.stream = 1
 	} else {
 		comps[best].Weight = 1
 	}
-	score, curHR := bestScore, results[best].HR10
-	try := func(b blend) {
-		if ndcg, hr := t.score(b); ndcg > score+1e-6 {
-			cur, score, curHR = b, ndcg, hr
-		}
+	a.run(ctx, false)
+	if t.categories() {
+		a.run(ctx, true)
 	}
-	for pass := 0; pass < 2 && ctx.Err() == nil; pass++ {
-		before := score
-		if t.categories() {
-			for _, d := range diversityGrid {
-				if d != cur.diversity {
-					b := cur
-					b.diversity = d
-					try(b)
-				}
-			}
-		}
-		for i := range comps {
-			if i == best {
-				continue
-			}
-			for _, w := range weightGrid {
-				if w != cur.comps[i].Weight {
-					b := cur
-					b.comps = slices.Clone(cur.comps)
-					b.comps[i].Weight = w
-					try(b)
-				}
-			}
-			if cur.comps[i].Weight > 0 {
-				for _, d := range decayGrid {
-					b := cur
-					b.comps = slices.Clone(cur.comps)
-					b.comps[i].Decay = d
-					try(b)
-				}
-			}
-		}
-		if t.stream != nil && best != len(comps) {
-			for _, w := range weightGrid {
-				if w != cur.stream {
-					b := cur
-					b.stream = w
-					try(b)
-				}
-			}
-		}
-		if t.categories() && cur.stream > 0 {
-			for _, w := range categoryGrid {
-				if w != cur.category {
-					b := cur
-					b.category = w
-					try(b)
-				}
-			}
-		}
-		if score == before {
-			break
-		}
-	}
-	results = append(results, SourceResult{Source: "blend", NDCG10: score, HR10: curHR})
+	cur := a.cur
+	results = append(results, SourceResult{Source: "blend", NDCG10: a.score, HR10: a.hr})
 	var serving string
 	switch n := countWeighted(cur.comps); {
 	case n == 0:
@@ -301,6 +242,104 @@ func (t *tuner) tune(ctx context.Context) (blend, []SourceResult, string) {
 		serving = "blend"
 	}
 	return cur, results, serving
+}
+
+// ascent is the tuner's coordinate ascent: it moves to a neighbouring blend
+// only when that scores better on validation.
+type ascent struct {
+	t         *tuner
+	best      int // the single source it started from (len(comps): the stream)
+	cur       blend
+	score, hr float64
+}
+
+func (a *ascent) try(b blend) { a.tryAll([]blend{b}) }
+
+// tryAll is try for each of bs in order; they share their components, so
+// the components' scores are read once.
+func (a *ascent) tryAll(bs []blend) {
+	if len(bs) == 0 {
+		return
+	}
+	ndcg, hr := a.t.scoreAll(bs)
+	for i := range bs {
+		if ndcg[i] > a.score+1e-6 {
+			a.cur, a.score, a.hr = bs[i], ndcg[i], hr[i]
+		}
+	}
+}
+
+// categorised reports whether the category signal plays any part in b.
+func (t *tuner) categorised(b blend) bool {
+	return t.primary != nil && (b.diversity > 0 || (b.category > 0 && b.stream > 0))
+}
+
+// run makes up to two passes over the components' weights and decays and
+// the streaming sources' weight; with categories, over the diversity, and
+// over the category weight jointly with the streaming sources' weight (the
+// category source can only help through the stream).
+func (a *ascent) run(ctx context.Context, categories bool) {
+	t := a.t
+	n := len(a.cur.comps)
+	for pass := 0; pass < 2 && ctx.Err() == nil; pass++ {
+		before := a.score
+		if categories {
+			var bs []blend
+			for _, d := range diversityGrid {
+				if d != a.cur.diversity {
+					b := a.cur
+					b.diversity = d
+					bs = append(bs, b)
+				}
+			}
+			a.tryAll(bs)
+		}
+		for i := range n {
+			if i == a.best || (categories && !t.categorised(a.cur)) {
+				continue // without categories in play, the first run's ascent stands
+			}
+			for _, w := range weightGrid {
+				if w != a.cur.comps[i].Weight {
+					b := a.cur
+					b.comps = slices.Clone(a.cur.comps)
+					b.comps[i].Weight = w
+					a.try(b)
+				}
+			}
+			if a.cur.comps[i].Weight > 0 {
+				for _, d := range decayGrid {
+					b := a.cur
+					b.comps = slices.Clone(a.cur.comps)
+					b.comps[i].Decay = d
+					a.try(b)
+				}
+			}
+		}
+		streams := []float64{a.cur.stream} // the stream's weight is the scale when it is the best single source
+		if t.stream != nil && a.best != n {
+			streams = weightGrid
+		}
+		cats := []float64{a.cur.category}
+		if categories {
+			cats = categoryGrid
+		}
+		if t.stream != nil {
+			var bs []blend
+			for _, c := range cats {
+				for _, w := range streams {
+					if (w != a.cur.stream || c != a.cur.category) && (w > 0 || a.cur.stream > 0) {
+						b := a.cur
+						b.stream, b.category = w, c
+						bs = append(bs, b)
+					}
+				}
+			}
+			a.tryAll(bs)
+		}
+		if a.score == before {
+			break
+		}
+	}
 }
 
 func countWeighted(comps []model.Component) int {
@@ -320,37 +359,63 @@ const validationK = 10
 // plus stream × the streaming sources' scores, diversified as the pipeline
 // does when the catalogue has categories.
 func (t *tuner) score(b blend) (ndcg, hr float64) {
-	s := model.NewSet("", t.fit.Items, b.comps)
+	n, h := t.scoreAll([]blend{b})
+	return n[0], h[0]
+}
+
+// scoreAll is score for each of bs, which share bs[0]'s components: each
+// case's component scores are read once, and each blend's streaming scores
+// are added to them and taken off again.
+func (t *tuner) scoreAll(bs []blend) (ndcg, hr []float64) {
+	ndcg, hr = make([]float64, len(bs)), make([]float64, len(bs))
+	s := model.NewSet("", t.fit.Items, bs[0].comps)
 	seen := map[int32]struct{}{}
-	diversify := t.primary != nil && b.diversity > 0 && b.diversity < 1
 	var head []int32
+	var saved []float64
 	for k, c := range t.cases {
 		clear(seen)
 		for _, it := range t.fit.Seqs[c.user] {
 			seen[it] = struct{}{}
 		}
-		sc := s.Score(t.hist[k])
-		if b.stream > 0 && t.stream != nil {
-			for _, x := range t.stream[k] {
-				sc.Add(x.i, b.stream*(x.other+b.category*x.category))
-			}
+		if _, hist := seen[c.target]; hist {
+			continue // a miss for every blend
 		}
-		if _, hist := seen[c.target]; !hist {
+		sc := s.Score(t.hist[k])
+		touched := len(sc.Touched)
+		for v, b := range bs {
+			add := b.stream > 0 && t.stream != nil
+			if add {
+				saved = saved[:0]
+				for _, x := range t.stream[k] {
+					saved = append(saved, sc.W[x.i])
+					sc.Add(x.i, b.stream*(x.other+b.category*x.category))
+				}
+			}
 			var rank int
-			if diversify {
+			if t.primary != nil && b.diversity > 0 && b.diversity < 1 {
 				rank, head = t.diversifiedRank(sc, c.target, seen, b.diversity, head)
 			} else {
 				rank = rankOf(sc, c.target, seen)
 			}
 			if rank > 0 && rank <= validationK {
-				hr++
-				ndcg += 1 / math.Log2(float64(rank)+1)
+				hr[v]++
+				ndcg[v] += 1 / math.Log2(float64(rank)+1)
+			}
+			if add {
+				for n, x := range t.stream[k] {
+					sc.W[x.i] = saved[n]
+				}
+				sc.Touched = sc.Touched[:touched]
 			}
 		}
 		sc.Release()
 	}
 	n := float64(max(1, len(t.cases)))
-	return ndcg / n, hr / n
+	for v := range bs {
+		ndcg[v] /= n
+		hr[v] /= n
+	}
+	return ndcg, hr
 }
 
 // rankOf is the target's rank among items outside seen, ties against it:
