@@ -2,7 +2,6 @@ package recommend_test
 
 import (
 	"context"
-	"fmt"
 	"sync/atomic"
 	"testing"
 
@@ -73,18 +72,7 @@ func TestTrainedModelRanksAndSwaps(t *testing.T) {
 // even one that weighs no component, the pipeline uses the category weight
 // and diversity it was tuned with; without one, the configuration's.
 func TestTunedCategorySettingsServeWithTheSet(t *testing.T) {
-	w := newWorld()
-	for u := 0; u < 4; u++ {
-		w.seq(fmt.Sprintf("o%d", u), "anchor", "s1", "s2", "s3")
-	}
-	w.seq("z", "anchor", "other")
-	w.seq("z2", "anchor", "other")
-	for _, it := range []string{"s1", "s2", "s3", "anchor"} {
-		w.item(it, false, "shoes")
-	}
-	w.item("other", false, "books")
-	w.seq("me", "anchor")
-	w.e.RefreshTrending()
+	w := shoesWorld("shoes") // the user's history gives them a category
 	cfg := recommend.DefaultConfig()
 	cfg.Diversity = 0.9
 	var cur atomic.Pointer[model.Set]

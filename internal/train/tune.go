@@ -370,7 +370,6 @@ func (t *tuner) scoreAll(bs []blend) (ndcg, hr []float64) {
 	ndcg, hr = make([]float64, len(bs)), make([]float64, len(bs))
 	s := model.NewSet("", t.fit.Items, bs[0].comps)
 	seen := map[int32]struct{}{}
-	var head []int32
 	var saved []float64
 	for k, c := range t.cases {
 		clear(seen)
@@ -393,7 +392,7 @@ func (t *tuner) scoreAll(bs []blend) (ndcg, hr []float64) {
 			}
 			var rank int
 			if t.primary != nil && b.diversity > 0 && b.diversity < 1 {
-				rank, head = t.diversifiedRank(sc, c.target, seen, b.diversity, head)
+				rank = t.diversifiedRank(sc, c.target, seen, b.diversity)
 			} else {
 				rank = rankOf(sc, c.target, seen)
 			}
@@ -452,70 +451,27 @@ func rankWithin(sc *model.Scores, target int32, seen map[int32]struct{}, limit i
 // diversifiedRank is the target's position (0: not in the first
 // validationK) once the pipeline's diversification with strength d has
 // reordered the DiversifyWindow best items outside seen, ties against the
-// target. head is a buffer it returns for reuse.
-func (t *tuner) diversifiedRank(sc *model.Scores, target int32, seen map[int32]struct{}, d float64, head []int32) (int, []int32) {
+// target.
+func (t *tuner) diversifiedRank(sc *model.Scores, target int32, seen map[int32]struct{}, d float64) int {
 	window := recommend.DiversifyWindow(validationK)
 	if r := rankWithin(sc, target, seen, window); r == 0 || r > window {
-		return 0, head // outside the window the pipeline reorders
+		return 0 // outside the window the pipeline reorders
 	}
-	w := sc.W
-	// ahead orders the window: score, the target last among equals, then
-	// index (the pipeline breaks by trend and id; any fixed order will do
-	// for items that are not the target).
-	ahead := func(a, b int32) bool {
-		if w[a] != w[b] {
-			return w[a] > w[b]
-		}
-		if a == target || b == target {
-			return b == target
-		}
-		return a < b
+	// Every item scoring at least the target's is in the head: fewer than
+	// window of them, by the rank. Ties count against the target: it goes
+	// after the items that score the same.
+	head := sc.Top(window, func(j int32) bool { _, ok := seen[j]; return ok })
+	p := slices.Index(head, target)
+	for ; p+1 < len(head) && sc.W[head[p+1]] == sc.W[target]; p++ {
+		head[p], head[p+1] = head[p+1], head[p]
 	}
-	// The window's best items: a min-heap (worst on top) of at most window.
-	head = head[:0]
-	down := func(i int) {
-		for {
-			l, m := 2*i+1, i
-			if l < len(head) && ahead(head[m], head[l]) {
-				m = l
-			}
-			if r := l + 1; r < len(head) && ahead(head[m], head[r]) {
-				m = r
-			}
-			if m == i {
-				return
-			}
-			head[i], head[m] = head[m], head[i]
-			i = m
-		}
-	}
-	for _, j := range sc.Touched {
-		if _, ok := seen[j]; ok || w[j] <= 0 {
-			continue
-		}
-		if len(head) < window {
-			head = append(head, j)
-			for i := len(head) - 1; i > 0 && ahead(head[(i-1)/2], head[i]); i = (i - 1) / 2 {
-				head[i], head[(i-1)/2] = head[(i-1)/2], head[i]
-			}
-		} else if ahead(j, head[0]) {
-			head[0] = j
-			down(0)
-		}
-	}
-	slices.SortFunc(head, func(a, b int32) int {
-		if ahead(a, b) {
-			return -1
-		}
-		return 1
-	})
 	primary := make([]int32, len(head))
 	for i, j := range head {
 		primary[i] = t.primary[j]
 	}
 	rank, n := 0, 0
 	recommend.Diversify(len(head), validationK, d, primary,
-		func(i int) float64 { return w[head[i]] },
+		func(i int) float64 { return sc.W[head[i]] },
 		func(i, j int) bool { return head[j] == target || (head[i] != target && i < j) },
 		func(i int, _ float64) bool {
 			n++
@@ -525,5 +481,5 @@ func (t *tuner) diversifiedRank(sc *model.Scores, target int32, seen map[int32]s
 			}
 			return true
 		})
-	return rank, head
+	return rank
 }
