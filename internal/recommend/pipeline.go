@@ -509,9 +509,6 @@ type StreamScore struct {
 	ID       string
 	Category float64 // category trending
 	Other    float64 // co-visitation and popularity
-	// Primary is the item's first category ("" without any): what
-	// diversification groups it by.
-	Primary string
 }
 
 // StreamScores returns every candidate the streaming sources find for user
@@ -526,9 +523,6 @@ func (p *Pipeline) StreamScores(ctx context.Context, user string, k int) []Strea
 	out := make([]StreamScore, len(list))
 	for i, x := range list {
 		out[i] = StreamScore{ID: x.id, Category: x.category, Other: x.covis + x.popular}
-		if len(x.info.Categories) > 0 {
-			out[i].Primary = x.info.Categories[0]
-		}
 	}
 	return out
 }
