@@ -554,7 +554,7 @@ func openModels(n *node, cfg serveConfig, logger *slog.Logger) error {
 	}
 	n.models = reg
 	n.pipe.Models = reg.Current
-	stream := &train.Stream{Features: n.engine.Config(), Recommend: cfg.Recommend}
+	stream := &train.Stream{Features: n.engine.Config(), Recommend: cfg.Recommend, Items: n.engine.Catalogue}
 	if n.trainer, err = train.NewJob(n.ingest.Interactions, reg, cfg.Train.Config, stream, logger, n.metrics.Registry); err != nil {
 		return err
 	}

@@ -126,7 +126,7 @@ func rebuild(ctx context.Context, dataDir string, fcfg *features.Config, tcfg tr
 	}
 	job, err := train.NewJob(func(ctx context.Context, fn func(*event.Interaction) error) error {
 		return ingest.LogInteractions(ctx, lg, eng, fn)
-	}, reg, tcfg.Config, &train.Stream{Features: fcfg, Recommend: rcfg}, nil, nil)
+	}, reg, tcfg.Config, &train.Stream{Features: fcfg, Recommend: rcfg, Items: eng.Catalogue}, nil, nil)
 	if err != nil {
 		return res, err
 	}

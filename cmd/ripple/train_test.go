@@ -46,6 +46,7 @@ func TestAdminTrainPromotesAndServes(t *testing.T) {
 	rep := body["report"].(map[string]any)
 	assert.Greater(t, rep["events"].(float64), 10_000.0)
 	assert.NotEmpty(t, rep["validation"])
+	assert.NotNil(t, rep["tuned"], "the node's catalogue (the demo's item categories) reached the training stream")
 
 	code, body = callJSON(t, h, "GET", "/v1/recommendations/u3?k=10&explain=true")
 	require.Equal(t, 200, code)
@@ -131,8 +132,9 @@ func TestAdminModelsRollback(t *testing.T) {
 	cfg, _, _ := demoNode(t, "u3")
 	ctx := context.Background()
 	for range 2 {
-		_, err := rebuild(ctx, cfg.DataDir, features.DefaultConfig(), cfg.Train, cfg.Recommend, true)
+		res, err := rebuild(ctx, cfg.DataDir, features.DefaultConfig(), cfg.Train, cfg.Recommend, true)
 		require.NoError(t, err)
+		assert.NotNil(t, res.models.Tuned, "ripple train gives the training stream the log's catalogue")
 	}
 	n, err := openNode(ctx, cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

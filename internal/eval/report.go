@@ -110,6 +110,7 @@ type Training struct {
 	Validation      []train.SourceResult `json:"validation"`
 	Components      []model.Component    `json:"components"`
 	StreamWeight    float64              `json:"stream_weight"`
+	Tuned           *model.StreamTuning  `json:"tuned,omitempty"`
 	Skipped         []string             `json:"skipped,omitempty"`
 }
 
@@ -121,7 +122,7 @@ type VariantTraining struct {
 
 func trainingInfo(res *train.Result) *Training {
 	return &Training{Seconds: res.Took.Seconds(), Serving: res.Serving, Scheme: res.Scheme, ValidationUsers: res.ValidationUsers,
-		Validation: res.Validation, Components: res.Set.Components, StreamWeight: res.Set.StreamWeight, Skipped: res.Skipped}
+		Validation: res.Validation, Components: res.Set.Components, StreamWeight: res.Set.StreamWeight, Tuned: res.Set.Tuned, Skipped: res.Skipped}
 }
 
 // Published is a number from the literature under the same protocol.
@@ -359,6 +360,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 			fmt.Fprintf(&b, "%s %s (weight %g, history decay %g)", sep, c.Name, c.Weight, c.Decay)
 		}
 		fmt.Fprintf(&b, ", streaming sources (weight %g)", tr.StreamWeight)
+		if t := tr.Tuned; t != nil {
+			fmt.Fprintf(&b, "; category weight %g, diversity %g", t.CategoryWeight, t.Diversity)
+		}
 		for _, sk := range tr.Skipped {
 			fmt.Fprintf(&b, "; not trained: %s", sk)
 		}

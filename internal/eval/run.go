@@ -172,7 +172,8 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 			tc = &c
 		}
 		progress("train "+label, 0, 1)
-		res, err := train.Train(ctx, h.Train, *tc, &train.Stream{Features: fcfg, Recommend: rc})
+		res, err := train.Train(ctx, h.Train, *tc, &train.Stream{Features: fcfg, Recommend: rc,
+			Items: func() []event.Item { return fed }})
 		if err != nil {
 			return fmt.Errorf("train %s: %w", label, err)
 		}

@@ -2,7 +2,11 @@ package features
 
 import (
 	"cmp"
+	"maps"
 	"slices"
+	"strings"
+
+	"github.com/ripple-rec/ripple/internal/event"
 )
 
 // Change tracking tells a publisher which entities an apply touched, so a
@@ -156,6 +160,25 @@ func (e *Engine) RangeUsers(fn func(id string) bool) {
 // RangeItems calls fn with every item id until it returns false.
 func (e *Engine) RangeItems(fn func(id string) bool) {
 	e.items.Range(func(id string, _ *itemRow) bool { return fn(id) })
+}
+
+// Catalogue returns the metadata of every item that has any, as item
+// records sorted by id: replayed into a fresh engine before the
+// interactions, they give it the same catalogue (training reads the
+// streaming sources that way).
+func (e *Engine) Catalogue() []event.Item {
+	var out []event.Item
+	e.items.Range(func(id string, it *itemRow) bool {
+		it.mu.Lock()
+		if m := it.meta; m != nil {
+			out = append(out, event.Item{ID: id, Categories: slices.Clone(m.categories),
+				Attributes: maps.Clone(m.attributes), Hidden: m.hidden})
+		}
+		it.mu.Unlock()
+		return true
+	})
+	slices.SortFunc(out, func(a, b event.Item) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // RangeConsentUsers calls fn with every user whose consent differs from

@@ -86,3 +86,33 @@ func TestSeenItemsNewestFirst(t *testing.T) {
 	assert.Equal(t, []string{"x", "z"}, e.SeenItems("u", 2))
 	assert.Nil(t, e.SeenItems("nobody", 10))
 }
+
+// A fresh engine given Catalogue's records knows the same item metadata;
+// items known only from interactions are not in it.
+func TestCatalogueReplaysItemMetadata(t *testing.T) {
+	e := NewEngine(DefaultConfig(), nil)
+	applyAll(e,
+		itemRecord("b", true, "toys"),
+		itemRecord("a", false, "books", "kids"),
+		interaction("u", "plain", "view", 1),
+		itemRecord("a", false, "books"), // the latest record wins
+	)
+	cat := e.Catalogue()
+	require.Len(t, cat, 2)
+	assert.Equal(t, event.Item{ID: "a", Categories: []string{"books"}, Attributes: map[string]string{"id": "a"}}, cat[0])
+	assert.Equal(t, event.Item{ID: "b", Categories: []string{"toys"}, Attributes: map[string]string{"id": "b"}, Hidden: true}, cat[1])
+
+	fresh := NewEngine(DefaultConfig(), nil)
+	recs := make([]event.Record, len(cat))
+	for i := range cat {
+		recs[i] = event.Record{Kind: event.KindItem, Item: cat[i]}
+	}
+	fresh.ApplyBatch(make([]uint64, len(recs)), recs)
+	want, got := make([]ItemInfo, 2), make([]ItemInfo, 2)
+	e.Items([]string{"a", "b"}, want)
+	fresh.Items([]string{"a", "b"}, got)
+	for i := range want {
+		assert.Equal(t, want[i].Categories, got[i].Categories)
+		assert.Equal(t, want[i].Hidden, got[i].Hidden)
+	}
+}

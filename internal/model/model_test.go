@@ -169,3 +169,41 @@ func TestHugeCountsAllocateNothing(t *testing.T) {
 	runtime.ReadMemStats(&ms)
 	assert.Less(t, ms.TotalAlloc-before, uint64(1<<20), "allocated %d bytes (%v allocs)", ms.TotalAlloc-before, allocs)
 }
+
+// The category settings tuned with a set travel with it through the
+// registry; a manifest with impossible ones is refused; an old manifest
+// without them loads with none.
+func TestRegistryKeepsTunedSettings(t *testing.T) {
+	dir := t.TempDir()
+	r, err := OpenRegistry(dir, 3)
+	require.NoError(t, err)
+	m := table(t)
+	comps := []Component{{Name: "transition", Table: m, History: 5, Decay: 0.5, Weight: 1}}
+	set := NewSet("", m.Items, comps)
+	set.StreamWeight, set.Tuned = 0.3, &StreamTuning{CategoryWeight: 0.05, Diversity: 0}
+	man, err := r.Promote(set, nil)
+	require.NoError(t, err)
+	assert.Equal(t, set.Tuned, man.Tuned)
+	assert.Equal(t, set.Tuned, r.Current().Tuned)
+	_, err = r.Promote(NewSet("", m.Items, comps), nil)
+	require.NoError(t, err)
+	assert.Nil(t, r.Current().Tuned)
+
+	r2, err := OpenRegistry(dir, 3)
+	require.NoError(t, err)
+	assert.Nil(t, r2.Current().Tuned, "blend@2 was not tuned")
+	_, err = r2.Activate("blend@1")
+	require.NoError(t, err)
+	assert.Equal(t, &StreamTuning{CategoryWeight: 0.05, Diversity: 0}, r2.Current().Tuned)
+
+	bad := NewSet("", m.Items, comps)
+	bad.Tuned = &StreamTuning{CategoryWeight: 0.2, Diversity: 1.5}
+	_, err = r2.Promote(bad, nil)
+	assert.Error(t, err, "a diversity above 1 is not promoted")
+	js, err := os.ReadFile(filepath.Join(dir, "blend@1.json"))
+	require.NoError(t, err)
+	js = bytes.Replace(js, []byte(`"diversity": 0`), []byte(`"diversity": 1.5`), 1)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "blend@1.json"), js, 0o644))
+	_, err = r2.Activate("blend@1")
+	assert.ErrorIs(t, err, ErrCorrupt, "nor loaded")
+}

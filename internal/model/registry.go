@@ -24,9 +24,12 @@ type Manifest struct {
 	Created    time.Time   `json:"created"`
 	Components []Component `json:"components"` // Version names each artifact file
 	// StreamWeight scales the streaming sources against the components.
-	StreamWeight float64         `json:"stream_weight"`
-	Items        int             `json:"items"`
-	Info         json.RawMessage `json:"info,omitempty"` // what the trainer reports: validation, timings
+	StreamWeight float64 `json:"stream_weight"`
+	// Tuned is what the category signal was set to with it (nil: the
+	// server's configuration).
+	Tuned *StreamTuning   `json:"tuned,omitempty"`
+	Items int             `json:"items"`
+	Info  json.RawMessage `json:"info,omitempty"` // what the trainer reports: validation, timings
 }
 
 // Registry keeps model versions in a directory:
@@ -98,6 +101,9 @@ func (r *Registry) CurrentManifest() *Manifest { return r.man.Load() }
 // info, makes it the serving blend, and prunes versions beyond keep. The
 // set is renamed blend@N and its components name@N.
 func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
+	if !set.Tuned.Valid() {
+		return nil, fmt.Errorf("model: tuned streaming settings %+v out of range", *set.Tuned)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	versions, err := r.versions()
@@ -109,7 +115,7 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 		v = versions[len(versions)-1] + 1
 	}
 	man := &Manifest{Name: "blend@" + strconv.Itoa(v), Version: v, Created: time.Now().UTC(), Items: len(set.Items),
-		StreamWeight: set.StreamWeight}
+		StreamWeight: set.StreamWeight, Tuned: set.Tuned}
 	if info != nil {
 		if man.Info, err = json.Marshal(info); err != nil {
 			return nil, err
@@ -135,7 +141,7 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 		return nil, err
 	}
 	next := NewSet(man.Name, set.Items, comps)
-	next.StreamWeight = set.StreamWeight
+	next.StreamWeight, next.Tuned = set.StreamWeight, set.Tuned
 	r.cur.Store(next)
 	r.man.Store(man)
 	r.prune(append(versions, v))
@@ -272,8 +278,11 @@ func (r *Registry) load(name string) (*Set, *Manifest, error) {
 	if math.IsNaN(man.StreamWeight) || man.StreamWeight < 0 {
 		return nil, nil, fmt.Errorf("%w: %s: stream weight %v", ErrCorrupt, name, man.StreamWeight)
 	}
+	if !man.Tuned.Valid() {
+		return nil, nil, fmt.Errorf("%w: %s: tuned streaming settings %+v", ErrCorrupt, name, *man.Tuned)
+	}
 	set := NewSet(man.Name, items, comps)
-	set.StreamWeight = man.StreamWeight
+	set.StreamWeight, set.Tuned = man.StreamWeight, man.Tuned
 	return set, man, nil
 }
 

@@ -30,7 +30,27 @@ type Set struct {
 	// the components': tuned with them, so the stream adds what the model
 	// cannot know yet (items and pairs newer than it) where it helps.
 	StreamWeight float64 `json:"stream_weight"`
-	pool         sync.Pool
+	// Tuned is how the streaming sources were set when the set was tuned
+	// (nil: not tuned; the server's configuration serves).
+	Tuned *StreamTuning `json:"tuned,omitempty"`
+	pool  sync.Pool
+}
+
+// StreamTuning is the category signal's settings the tuner chose with the
+// blend weights, on validation items: the pipeline serves with them while
+// the set serves.
+type StreamTuning struct {
+	// CategoryWeight weighs the category-trending source.
+	CategoryWeight float64 `json:"category_weight"`
+	// Diversity is the category diversification's strength, 0..1.
+	Diversity float64 `json:"diversity"`
+}
+
+// Valid reports whether t can serve: weights finite and not negative,
+// diversity a fraction.
+func (t *StreamTuning) Valid() bool {
+	return t == nil || !(math.IsNaN(t.CategoryWeight) || t.CategoryWeight < 0 || t.CategoryWeight > 1e6 ||
+		math.IsNaN(t.Diversity) || t.Diversity < 0 || t.Diversity > 1)
 }
 
 // NewSet builds a set whose components all index items.

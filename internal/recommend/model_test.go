@@ -67,3 +67,51 @@ func TestTrainedModelRanksAndSwaps(t *testing.T) {
 	assert.Equal(t, "blend@2", s.Model)
 	assert.Equal(t, "m3", s.Items[0].Item)
 }
+
+// TestTunedCategorySettingsServeWithTheSet: while a promoted set serves,
+// even one that weighs no component, the pipeline uses the category weight
+// and diversity it was tuned with; without one, the configuration's.
+func TestTunedCategorySettingsServeWithTheSet(t *testing.T) {
+	w := shoesWorld("shoes") // the user's history gives them a category
+	cfg := recommend.DefaultConfig()
+	cfg.Diversity = 0.9
+	var cur atomic.Pointer[model.Set]
+	p := recommend.New(w.e, cfg)
+	p.Models = cur.Load
+	off := noDiversity()
+	off.WeightCategory = 0
+	plain := ids(recommend.New(w.e, off).Recommend(context.Background(), recommend.Request{User: "me", K: 4}).Items)
+	diverse := ids(p.Recommend(context.Background(), recommend.Request{User: "me", K: 4}).Items)
+	require.NotEqual(t, plain, diverse, "the configured diversity reorders")
+	categoryScore := func(resp recommend.Response) float64 {
+		sum := 0.0
+		for _, it := range resp.Items {
+			sum += it.Features["category_trending"].(float64)
+		}
+		return sum
+	}
+	configured := categoryScore(p.Recommend(context.Background(), recommend.Request{User: "me", K: 4, Explain: true}))
+	require.Positive(t, configured, "the user's category feeds the category source")
+
+	stream := model.NewSet("blend@1", nil, nil)
+	stream.StreamWeight = 1
+	stream.Tuned = &model.StreamTuning{CategoryWeight: 0, Diversity: 0}
+	cur.Store(stream)
+	resp := p.Recommend(context.Background(), recommend.Request{User: "me", K: 4, Explain: true})
+	assert.Equal(t, recommend.Model, resp.Model, "a set without components: the streaming model serves")
+	assert.Equal(t, plain, ids(resp.Items), "with the tuned diversity 0")
+	assert.Zero(t, categoryScore(resp), "with the tuned category weight 0")
+
+	blend := oneRow(t, "blend@2", "m")
+	blend.StreamWeight = 1
+	blend.Tuned = &model.StreamTuning{CategoryWeight: 2 * cfg.WeightCategory, Diversity: 0}
+	cur.Store(blend)
+	resp = p.Recommend(context.Background(), recommend.Request{User: "me", K: 4, Explain: true})
+	assert.Equal(t, "blend@2", resp.Model)
+	assert.InDelta(t, 2*configured, categoryScore(resp), 1e-9, "the tuned category weight scales the source")
+
+	untuned := oneRow(t, "blend@3", "m") // not tuned: the configuration serves
+	untuned.StreamWeight = 1
+	cur.Store(untuned)
+	assert.Equal(t, diverse, ids(p.Recommend(context.Background(), recommend.Request{User: "me", K: 4}).Items))
+}

@@ -337,8 +337,8 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	ctx, span := tr.Start(ctx, "recommend")
 	f := p.bind(ctx)
 	_, s := tr.Start(ctx, "recommend.candidates")
-	set := p.models()
-	resp, c := p.gather(ctx, f, set, req.User, k, req.Explain)
+	set, cfg := p.models()
+	resp, c := p.gather(ctx, f, set, &cfg, req.User, k, req.Explain)
 	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
 	if resp.anonymous {
@@ -351,7 +351,7 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	p.score(list, set)
 	endStage(s, "ripple.scored", len(list))
 	_, s = tr.Start(ctx, "recommend.diversify")
-	resp.Items = p.diversify(list, k, req.Explain)
+	resp.Items = diversify(list, k, cfg.Diversity, req.Explain)
 	endStage(s, "ripple.items", len(resp.Items))
 	if p.exploring(req) {
 		resp.Items = p.explore(req, resp.Items, list, p.coldCandidates(f, c), k)
@@ -481,38 +481,54 @@ func (p *Pipeline) explore(req Request, items []Item, list, cold []*candidate, k
 	return items
 }
 
-// models is the set serving this request: nil when none is promoted, or
-// when the promoted one weighs no trained component (the tuner found the
-// streaming sources alone best), so responses name the streaming model.
-func (p *Pipeline) models() *model.Set {
+// models is what serves this request: the set, nil when none is promoted
+// or when the promoted one weighs no trained component (the tuner found
+// the streaming sources alone best), so responses name the streaming
+// model; and the configuration, with the streaming settings the promoted
+// set was tuned with, if any.
+func (p *Pipeline) models() (*model.Set, Config) {
+	cfg := p.cfg
 	if p.Models == nil {
-		return nil
+		return nil, cfg
 	}
-	if s := p.Models(); s != nil && len(s.Components) > 0 {
-		return s
+	s := p.Models()
+	if s == nil {
+		return nil, cfg
 	}
-	return nil
+	if t := s.Tuned; t != nil {
+		cfg.WeightCategory, cfg.Diversity = t.CategoryWeight, t.Diversity
+	}
+	if len(s.Components) == 0 {
+		return nil, cfg
+	}
+	return s, cfg
+}
+
+// StreamScore is one streaming candidate's score by source, as configured.
+type StreamScore struct {
+	ID       string
+	Category float64 // category trending
+	Other    float64 // co-visitation and popularity
 }
 
 // StreamScores returns every candidate the streaming sources find for user
-// with their summed score (co-visitation, category trending, popularity as
-// configured; no trained model, no tie-break), seen and hidden items left
-// out: what training blends its models with, read at the state the
+// with its scores (no trained model, no tie-break), seen and hidden items
+// left out: what training blends its models with, read at the state the
 // pipeline's Features hold.
-func (p *Pipeline) StreamScores(ctx context.Context, user string, k int) (ids []string, scores []float64) {
+func (p *Pipeline) StreamScores(ctx context.Context, user string, k int) []StreamScore {
 	f := p.bind(ctx)
-	resp, c := p.gather(ctx, f, nil, user, k, false)
+	resp, c := p.gather(ctx, f, nil, &p.cfg, user, k, false)
 	defer c.release()
 	list := p.filter(f, Request{User: user, K: k, IncludeSeen: resp.anonymous}, c.list)
-	ids, scores = make([]string, len(list)), make([]float64, len(list))
+	out := make([]StreamScore, len(list))
 	for i, x := range list {
-		ids[i], scores[i] = x.id, x.covis+x.category+x.popular
+		out[i] = StreamScore{ID: x.id, Category: x.category, Other: x.covis + x.popular}
 	}
-	return ids, scores
+	return out
 }
 
 // gather collects candidates from every source for user.
-func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, user string, k int, explain bool) (Response, *candidates) {
+func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, cfg *Config, user string, k int, explain bool) (Response, *candidates) {
 	resp := Response{Model: Model, Degradation: Healthy}
 	if set != nil {
 		resp.Model = set.Name
@@ -521,7 +537,7 @@ func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, user 
 		resp.Degradation = p.Health()
 	}
 	c := newCandidates(explain)
-	recent := p.cfg.RecentItems
+	recent := cfg.RecentItems
 	if set != nil {
 		recent = max(recent, set.History())
 	}
@@ -544,34 +560,34 @@ func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, user 
 	// Co-visitation of recent items: the strongest "what comes next" signal.
 	w := 1.0
 	for n, anchor := range u.Recent {
-		if n == p.cfg.RecentItems {
+		if n == cfg.RecentItems {
 			break
 		}
 		if ctx.Err() != nil {
 			resp.Degradation = Degraded
 			break
 		}
-		ns := f.Neighbors(anchor.Item, p.cfg.NeighborsPerItem)
+		ns := f.Neighbors(anchor.Item, cfg.NeighborsPerItem)
 		total := 0.0
 		for _, n := range ns {
 			total += n.Weight
 		}
 		if total > 0 {
 			for _, n := range ns {
-				v := p.cfg.WeightCovis * w * n.Weight / total
+				v := cfg.WeightCovis * w * n.Weight / total
 				x := c.get(n.Item, n.Ref)
 				x.covis += v
 				c.reason(x, "covisitation", anchor.Item, v)
 			}
 		}
-		w *= p.cfg.RecencyDecay
+		w *= cfg.RecencyDecay
 	}
 
 	// Category affinity × trending within the category.
 	if ctx.Err() == nil {
 		cats := u.Categories
-		if len(cats) > p.cfg.TopCategories {
-			cats = cats[:p.cfg.TopCategories]
+		if len(cats) > cfg.TopCategories {
+			cats = cats[:cfg.TopCategories]
 		}
 		sum := 0.0
 		for _, cat := range cats {
@@ -583,8 +599,8 @@ func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, user 
 				break
 			}
 			share := cat.Score / sum
-			for rank, it := range f.Trending(cat.ID, p.cfg.PerCategory) {
-				v := p.cfg.WeightCategory * share / (1 + float64(rank)/10)
+			for rank, it := range f.Trending(cat.ID, cfg.PerCategory) {
+				v := cfg.WeightCategory * share / (1 + float64(rank)/10)
 				x := c.get(it.ID, it.Ref)
 				x.category += v
 				c.reason(x, "category_trending", cat.ID, v)
@@ -595,8 +611,8 @@ func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, user 
 	}
 
 	// Popularity: cold start and backfill; a small tie-breaker otherwise.
-	for rank, it := range f.Trending("", max(p.cfg.Popular, 2*k)) {
-		v := p.cfg.WeightPopular / (1 + float64(rank)/20)
+	for rank, it := range f.Trending("", max(cfg.Popular, 2*k)) {
+		v := cfg.WeightPopular / (1 + float64(rank)/20)
 		x := c.get(it.ID, it.Ref)
 		x.popular += v
 		c.reason(x, "popular", "", v)
@@ -676,45 +692,70 @@ func (p *Pipeline) score(list []*candidate, set *model.Set) {
 }
 
 // diversify picks greedily: each pick multiplies the remaining items of the
-// same category by (1-Diversity). Scores reported are the adjusted ones, so
-// they never increase down the list.
-func (p *Pipeline) diversify(list []*candidate, k int, explain bool) []Item {
+// same category by (1-d). Scores reported are the adjusted ones, so they
+// never increase down the list.
+func diversify(list []*candidate, k int, d float64, explain bool) []Item {
 	// Only the head can be reordered by diversity: select it in O(n), then
 	// sort just the head.
-	head := min(len(list), 4*k+20)
+	head := min(len(list), DiversifyWindow(k))
 	selectTop(list, head)
 	list = list[:head]
 	sort.Slice(list, func(i, j int) bool { return better(list[i], list[j]) })
 	out := make([]Item, 0, min(k, len(list)))
-	d := p.cfg.Diversity
-	if d <= 0 || d >= 1 {
-		for _, x := range list {
-			if len(out) == k {
-				break
-			}
-			out = append(out, toItem(x, x.score, explain))
-		}
-		return out
-	}
-	window := list
-	// Primary categories as small integers, so the O(k·window) loop below
+	// Primary categories as small integers, so the O(k·window) selection
 	// does no map lookups.
-	primary := make([]int, len(window))
-	catIndex := map[string]int{}
-	for i, x := range window {
-		primary[i] = -1
-		if len(x.info.Categories) > 0 {
-			c := x.info.Categories[0]
-			idx, ok := catIndex[c]
-			if !ok {
-				idx = len(catIndex)
-				catIndex[c] = idx
+	var primary []int32
+	if d > 0 && d < 1 {
+		primary = make([]int32, len(list))
+		catIndex := map[string]int32{}
+		for i, x := range list {
+			primary[i] = -1
+			if len(x.info.Categories) > 0 {
+				c := x.info.Categories[0]
+				idx, ok := catIndex[c]
+				if !ok {
+					idx = int32(len(catIndex))
+					catIndex[c] = idx
+				}
+				primary[i] = idx
 			}
-			primary[i] = idx
 		}
 	}
-	shown := make([]int, len(catIndex))
-	// penalty[n] = (1-d)^n: a table, not math.Pow per comparison.
+	Diversify(len(list), k, d, primary,
+		func(i int) float64 { return list[i].score },
+		func(i, j int) bool { return list[i].id < list[j].id },
+		func(i int, adjusted float64) bool {
+			out = append(out, toItem(list[i], adjusted, explain))
+			return true
+		})
+	return out
+}
+
+// DiversifyWindow is how many of the best items diversification reorders
+// for a list of k.
+func DiversifyWindow(k int) int { return 4*k + 20 }
+
+// Diversify picks up to k of n items sorted best first, greedily: each
+// pick multiplies the remaining items of its primary category (primary[i];
+// -1 or a nil primary: none) by (1-d), and the best adjusted score goes
+// next, ahead(i, j) deciding equal ones. pick gets each item picked, in
+// order, with its adjusted score, and stops the selection by returning
+// false. With d outside (0, 1) the order is score's.
+func Diversify(n, k int, d float64, primary []int32, score func(i int) float64, ahead func(i, j int) bool, pick func(i int, adjusted float64) bool) {
+	if d <= 0 || d >= 1 || primary == nil {
+		for i := range min(n, k) {
+			if !pick(i, score(i)) {
+				return
+			}
+		}
+		return
+	}
+	cats := int32(0)
+	for _, c := range primary[:n] {
+		cats = max(cats, c+1)
+	}
+	shown := make([]int, cats)
+	// penalty[m] = (1-d)^m: a table, not math.Pow per comparison.
 	penalty := make([]float64, k+1)
 	penalty[0] = 1
 	for i := 1; i <= k; i++ {
@@ -722,32 +763,32 @@ func (p *Pipeline) diversify(list []*candidate, k int, explain bool) []Item {
 	}
 	adjusted := func(i int) float64 {
 		if primary[i] < 0 {
-			return window[i].score
+			return score(i)
 		}
-		return window[i].score * penalty[shown[primary[i]]]
+		return score(i) * penalty[shown[primary[i]]]
 	}
-	picked := make([]bool, len(window))
-	for len(out) < k && len(out) < len(window) {
+	picked := make([]bool, n)
+	for m := 0; m < k && m < n; m++ {
 		best, bestScore := -1, math.Inf(-1)
-		for i, x := range window {
+		for i := range n {
 			if picked[i] {
 				continue
 			}
-			if a := adjusted(i); a > bestScore || (a == bestScore && best >= 0 && x.id < window[best].id) {
+			if a := adjusted(i); a > bestScore || (a == bestScore && best >= 0 && ahead(i, best)) {
 				best, bestScore = i, a
 			}
 		}
 		if best < 0 {
-			break // only non-comparable (NaN) scores left: never index with -1
+			return // only non-comparable (NaN) scores left: never index with -1
 		}
 		picked[best] = true
-		x := window[best]
-		out = append(out, toItem(x, bestScore, explain))
 		if primary[best] >= 0 {
 			shown[primary[best]]++
 		}
+		if !pick(best, bestScore) {
+			return
+		}
 	}
-	return out
 }
 
 // selectTop moves the n best candidates to the front of list (in no

@@ -102,9 +102,11 @@ func TestFiltersSeenHiddenExclude(t *testing.T) {
 	assert.NotContains(t, got, "c", "hidden items stay hidden even with include_seen")
 }
 
-func TestDiversityInterleavesCategories(t *testing.T) {
+// shoesWorld: "me" had "anchor", whose strong neighbours s1..s3 are shoes
+// and a slightly weaker one, "other", is a book; with cats, anchor is shoes
+// too.
+func shoesWorld(anchorCats ...string) *world {
 	w := newWorld()
-	// Five strong neighbours in one category, one slightly weaker in another.
 	for u := 0; u < 4; u++ {
 		w.seq(fmt.Sprintf("o%d", u), "anchor", "s1", "s2", "s3")
 	}
@@ -113,9 +115,17 @@ func TestDiversityInterleavesCategories(t *testing.T) {
 	for _, it := range []string{"s1", "s2", "s3"} {
 		w.item(it, false, "shoes")
 	}
+	if len(anchorCats) > 0 {
+		w.item("anchor", false, anchorCats...)
+	}
 	w.item("other", false, "books")
 	w.seq("me", "anchor")
 	w.e.RefreshTrending()
+	return w
+}
+
+func TestDiversityInterleavesCategories(t *testing.T) {
+	w := shoesWorld()
 	plain := ids(recommend.New(w.e, noDiversity()).Recommend(context.Background(), recommend.Request{User: "me", K: 4}).Items)
 	cfg := recommend.DefaultConfig()
 	cfg.Diversity = 0.9

@@ -11,7 +11,7 @@ import (
 // of its categories. The item itself and hidden items are left out.
 func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool) Response {
 	k = min(max(k, 1), p.cfg.MaxK)
-	set := p.models()
+	set, cfg := p.models()
 	resp := Response{Model: Model, Degradation: Healthy}
 	if set != nil {
 		resp.Model = set.Name
@@ -26,16 +26,16 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 	defer c.release()
 	_, s := tr.Start(ctx, "recommend.candidates")
 	if set != nil {
-		c.modelCandidates(f, set, []string{item}, max(p.cfg.NeighborsPerItem, 4*k+20))
+		c.modelCandidates(f, set, []string{item}, max(cfg.NeighborsPerItem, 4*k+20))
 	}
-	ns := f.Neighbors(item, max(p.cfg.NeighborsPerItem, 2*k))
+	ns := f.Neighbors(item, max(cfg.NeighborsPerItem, 2*k))
 	total := 0.0
 	for _, n := range ns {
 		total += n.Weight
 	}
 	for _, n := range ns {
 		x := c.get(n.Item, n.Ref)
-		x.covis = p.cfg.WeightCovis * n.Weight / total
+		x.covis = cfg.WeightCovis * n.Weight / total
 		c.reason(x, "covisitation", item, x.covis)
 	}
 	if ctx.Err() != nil {
@@ -46,8 +46,8 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 		f.ItemsByRef([]uint32{ref}, info)
 	}
 	for _, cat := range info[0].Categories {
-		for rank, it := range f.Trending(cat, p.cfg.PerCategory) {
-			v := p.cfg.WeightCategory / (1 + float64(rank)/10)
+		for rank, it := range f.Trending(cat, cfg.PerCategory) {
+			v := cfg.WeightCategory / (1 + float64(rank)/10)
 			x := c.get(it.ID, it.Ref)
 			x.category += v
 			c.reason(x, "category_trending", cat, v)
@@ -65,7 +65,7 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 	p.score(list, set)
 	endStage(s, "ripple.scored", len(list))
 	_, s = tr.Start(ctx, "recommend.diversify")
-	resp.Items = p.diversify(list, k, explain)
+	resp.Items = diversify(list, k, cfg.Diversity, explain)
 	endStage(s, "ripple.items", len(resp.Items))
 	fold(f, &resp)
 	endRequest(span, k, &resp)
@@ -82,8 +82,8 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 	ctx, span := tr.Start(ctx, "recommend.rank")
 	f := p.bind(ctx)
 	_, s := tr.Start(ctx, "recommend.candidates")
-	set := p.models()
-	resp, c := p.gather(ctx, f, set, user, len(items), explain)
+	set, cfg := p.models()
+	resp, c := p.gather(ctx, f, set, &cfg, user, len(items), explain)
 	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
 	_, s = tr.Start(ctx, "recommend.score")

@@ -27,10 +27,13 @@ type Report struct {
 	Validation      []SourceResult    `json:"validation"`
 	Components      []model.Component `json:"components"`
 	StreamWeight    float64           `json:"stream_weight"`
-	Skipped         []string          `json:"skipped,omitempty"`
-	ReadSeconds     float64           `json:"read_s"`
-	TrainSeconds    float64           `json:"train_s"`
-	Finished        time.Time         `json:"finished"`
+	// Tuned is the category signal's settings chosen with the blend (nil:
+	// the server's configuration).
+	Tuned        *model.StreamTuning `json:"tuned,omitempty"`
+	Skipped      []string            `json:"skipped,omitempty"`
+	ReadSeconds  float64             `json:"read_s"`
+	TrainSeconds float64             `json:"train_s"`
+	Finished     time.Time           `json:"finished"`
 }
 
 // Job trains from a Source and promotes the result in a Registry, one run
@@ -178,7 +181,7 @@ func (j *Job) once(ctx context.Context) (*Report, error) {
 		return nil, fmt.Errorf("train: promoting: %w", err)
 	}
 	rep := &Report{Model: man.Name, Serving: res.Serving, Events: res.Events, Items: res.Items,
-		ValidationUsers: res.ValidationUsers, Validation: res.Validation, Components: man.Components, StreamWeight: man.StreamWeight,
+		ValidationUsers: res.ValidationUsers, Validation: res.Validation, Components: man.Components, StreamWeight: man.StreamWeight, Tuned: man.Tuned,
 		Skipped: res.Skipped, ReadSeconds: read.Seconds(), TrainSeconds: res.Took.Seconds(), Finished: time.Now().UTC()}
 	j.m.runs.WithLabelValues("ok").Inc()
 	j.m.duration.Observe(time.Since(start).Seconds())

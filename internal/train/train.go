@@ -32,6 +32,11 @@ type Config struct {
 	// (default: what comes next) or random (when the items to find are not
 	// the newest, as in a random split).
 	Validation string `yaml:"validation" json:"validation"`
+	// TuneCategories lets the tuner choose, with the blend, the category
+	// signal's settings (recommend.weight_category and diversity) the
+	// server uses while the blend serves; false keeps the recommend
+	// section's. Only when the catalogue has categories.
+	TuneCategories bool `yaml:"tune_categories" json:"tune_categories"`
 }
 
 // DefaultConfig is what `ripple train`, the server and `ripple eval` use.
@@ -43,6 +48,9 @@ func DefaultConfig() Config {
 		History:    50,
 		TuneUsers:  8000,
 		Validation: ValidateLast,
+		// More information must never make the server worse: whether and
+		// how much categories help is measured on each catalogue.
+		TuneCategories: true,
 	}
 }
 
@@ -101,10 +109,15 @@ var ErrNoData = errors.New("train: no interactions to train on")
 // Stream is how the server computes its streaming sources; with it, Train
 // weighs them against the models on the validation items, reading them
 // exactly as the server would have at the time: from a feature engine that
-// replayed every event but the held-out ones, through the serving pipeline.
+// was given the server's catalogue and replayed every event but the
+// held-out ones, through the serving pipeline.
 type Stream struct {
 	Features  *features.Config
 	Recommend recommend.Config
+	// Items returns the item metadata the server holds (nil: none), read
+	// once per run: categories feed the category source and
+	// diversification.
+	Items func() []event.Item
 }
 
 // Train builds the components on evs (interactions in log order), tunes
@@ -129,19 +142,24 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config, stream *Str
 		return nil, err
 	}
 	res.Skipped = skipped
-	tuned, streamWeight := comps, 0.0
+	tuned := blend{comps: comps}
+	var tuning *model.StreamTuning
 	if len(cases) > 0 {
 		cases = spread(cases, cfg.TuneUsers)
 		res.ValidationUsers = len(cases)
 		t := newTuner(fit, cases, comps)
+		t.tuneCategories = cfg.TuneCategories
 		if stream != nil {
 			if err := t.readStream(ctx, evs, allCases, stream); err != nil {
 				return nil, err
 			}
 		}
-		tuned, streamWeight, res.Validation, res.Serving = t.tune(ctx)
+		tuned, res.Validation, res.Serving = t.tune(ctx)
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if t.categories() {
+			tuning = &model.StreamTuning{CategoryWeight: tuned.category, Diversity: tuned.diversity}
 		}
 	} else {
 		res.Serving = "blend"
@@ -151,7 +169,7 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config, stream *Str
 		return nil, err
 	}
 	for i := range final {
-		final[i].Decay, final[i].Weight = tuned[i].Decay, tuned[i].Weight
+		final[i].Decay, final[i].Weight = tuned.comps[i].Decay, tuned.comps[i].Weight
 	}
 	kept := final[:0]
 	for _, c := range final {
@@ -160,7 +178,7 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config, stream *Str
 		}
 	}
 	res.Set = model.NewSet("", full.Items, kept)
-	res.Set.StreamWeight = streamWeight
+	res.Set.StreamWeight, res.Set.Tuned = tuned.stream, tuning
 	res.Took = time.Since(start)
 	return res, nil
 }
