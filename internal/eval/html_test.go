@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/recommend"
 	"github.com/ripple-rec/ripple/internal/train"
 )
 
@@ -130,5 +131,31 @@ func TestVariantsEvaluatedInOneRun(t *testing.T) {
 	}
 	if !strings.Contains(names, ModelTrained+" [short]") || len(r.VariantTraining) != 1 || r.VariantTraining[0].Name != "short" {
 		t.Fatalf("models %s, variant training %+v", names, r.VariantTraining)
+	}
+}
+
+// With NoTrain, variants are the streaming pipeline under their recommend
+// settings: nothing is trained, and a setting that changes the ranking
+// shows in the metrics.
+func TestVariantsWithoutTraining(t *testing.T) {
+	noCovis := recommend.DefaultConfig()
+	noCovis.WeightCovis = 0
+	noCovis.WeightPopular = 1
+	r := runString(t, synthetic, Options{Workers: 2, NoTrain: true,
+		Variants: []Variant{{Name: "popular", Recommend: &noCovis}}})
+	var base, variant *ModelResult
+	for i := range r.Models {
+		switch r.Models[i].Model {
+		case ModelServing:
+			base = &r.Models[i]
+		case ModelServing + " [popular]":
+			variant = &r.Models[i]
+		}
+	}
+	if base == nil || variant == nil || r.Training != nil || len(r.VariantTraining) != 0 {
+		t.Fatalf("want the streaming model and its variant, nothing trained; got %+v", r.Models)
+	}
+	if base.At[1] == variant.At[1] {
+		t.Errorf("popularity alone ranks like co-visitation: %+v", base.At[1])
 	}
 }

@@ -39,7 +39,8 @@ type Options struct {
 	Features   *features.Config  // nil: features.DefaultConfig()
 	Recommend  *recommend.Config // nil: recommend.DefaultConfig()
 	Train      *train.Config     // nil: train.DefaultConfig()
-	// NoTrain evaluates the streaming pipeline alone, without trained models.
+	// NoTrain evaluates the streaming pipeline alone, without trained
+	// models; Variants then vary its recommend settings.
 	NoTrain bool
 	// NoCategories withholds the dataset's item categories from Ripple, to
 	// measure what they are worth; they still measure ILD.
@@ -202,6 +203,13 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		rc := rcfg
 		if v.Recommend != nil {
 			rc = *v.Recommend
+		}
+		if opt.NoTrain {
+			// The streaming pipeline alone, served with the variant's
+			// recommend settings (what serves before the first training,
+			// and on nodes without models).
+			models = append(models, entry{ModelServing + " [" + v.Name + "]", Serving{recommend.New(engine, rc)}})
+			continue
 		}
 		if err := trained(v.Name, rc, v.Train); err != nil {
 			return nil, err

@@ -78,7 +78,7 @@ func TestPartsMergeToTheWhole(t *testing.T) {
 	}
 	ro := fastReader()
 	ro.Parts, ro.Features = parts, features.DefaultConfig()
-	reader := newNode(t, addrs, "reader", ro)
+	reader := patientNode(t, addrs, "reader", ro)
 	ctx := context.Background()
 
 	items := map[string]bool{}

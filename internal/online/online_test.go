@@ -34,9 +34,20 @@ type node struct {
 }
 
 func newNode(t testing.TB, addrs []string, source string, ro ReaderOptions) *node {
+	return newNodeReadTimeout(t, addrs, source, ro, 50*time.Millisecond)
+}
+
+// patientNode is newNode with a read deadline no loaded test machine
+// misses: for tests of what is served, not of how fast (a read that timed
+// out would serve defaults, and the comparison would fail for that).
+func patientNode(t testing.TB, addrs []string, source string, ro ReaderOptions) *node {
+	return newNodeReadTimeout(t, addrs, source, ro, 5*time.Second)
+}
+
+func newNodeReadTimeout(t testing.TB, addrs []string, source string, ro ReaderOptions, timeout time.Duration) *node {
 	t.Helper()
 	n := &node{eng: features.NewEngine(features.DefaultConfig(), nil)}
-	n.read = resilience.NewBreaker(resilience.BreakerConfig{Name: "read-" + source, Timeout: 50 * time.Millisecond,
+	n.read = resilience.NewBreaker(resilience.BreakerConfig{Name: "read-" + source, Timeout: timeout,
 		MaxFailures: 3, CoolDown: 100 * time.Millisecond})
 	write := resilience.NewBreaker(resilience.BreakerConfig{Name: "write-" + source, Timeout: time.Second,
 		MaxFailures: 3, CoolDown: 100 * time.Millisecond})
@@ -113,7 +124,7 @@ func testRoundTrip(t *testing.T, addrs []string) {
 	writer.pub.kick()
 	require.Eventually(t, func() bool { return !writer.pub.resync.Load() }, 10*time.Second, 5*time.Millisecond)
 
-	reader := newNode(t, addrs, "r", fastReader()) // another node: nothing of its own in L1
+	reader := patientNode(t, addrs, "r", fastReader()) // another node: nothing of its own in L1
 	cfg := recommend.DefaultConfig()
 	local := recommend.New(writer.eng, cfg)
 	remote := recommend.NewBound(func(ctx context.Context) recommend.Features { return reader.r.Bind(ctx) }, cfg)
