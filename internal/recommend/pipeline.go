@@ -60,7 +60,7 @@ func DefaultConfig() Config {
 	return Config{
 		RecentItems: 10, RecencyDecay: 0.6, NeighborsPerItem: 50,
 		TopCategories: 3, PerCategory: 50, Popular: 50,
-		WeightCovis: 1, WeightCategory: 0.2, WeightPopular: 0.02,
+		WeightCovis: 1, WeightCategory: 0.05, WeightPopular: 0.02,
 		Diversity: 0.1, MaxK: 500,
 		ExploreRate: 0, ExplorePosition: 3, ExplorePool: 50,
 	}
