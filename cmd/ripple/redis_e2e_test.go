@@ -277,7 +277,9 @@ func TestServeThroughRedisOutage(t *testing.T) {
 	_, ready := fetchJSON(t, a.url+"/readyz")
 	st, _ := ready["store"].(map[string]any)
 	assert.Equal(t, "ready", ready["status"], "readiness never fails on the store")
-	assert.Equal(t, "open", st["read_breaker"])
+	// Open, or half-open once the cool-down (200ms here) passed since the
+	// last failed probe: never closed while Redis is down.
+	assert.Contains(t, []any{"open", "half-open"}, st["read_breaker"])
 
 	srv.Restart()
 	require.Eventually(t, func() bool {
