@@ -296,24 +296,23 @@ func (l *Leases) leave() {
 	}
 }
 
-// assign gives each partition a member: balanced (no member gets more
-// than its ceiling share) and mostly stable. Each partition ranks the
-// members by a rendezvous hash and goes to the best ranked one with room,
-// so a member leaving moves little more than its own partitions and a
-// member joining takes about its share from the others. Every member
-// computes the same answer from the same members.
+// assign gives each partition a member: balanced (every member gets the
+// floor or the ceiling of its share) and mostly stable. Each partition
+// ranks the members by a rendezvous hash and goes to the best ranked one
+// with room under the floor; the remainder goes, one each, to the best
+// ranked members not yet given one more. So a member leaving moves little
+// more than its own partitions and a member joining takes about its share
+// from the others. Every member computes the same answer from the same
+// members.
 func assign(members []string, partitions int) []string {
 	out := make([]string, partitions)
-	if len(members) == 0 {
+	n := len(members)
+	if n == 0 {
 		return out
 	}
-	room := make(map[string]int, len(members))
-	for _, m := range members {
-		room[m] = (partitions + len(members) - 1) / len(members)
-	}
-	ranked := make([]string, len(members))
+	ranks := make([][]string, partitions)
 	for p := range partitions {
-		copy(ranked, members)
+		ranked := slices.Clone(members)
 		slices.SortFunc(ranked, func(a, b string) int {
 			ha, hb := rendezvous(a, p), rendezvous(b, p)
 			switch {
@@ -324,9 +323,28 @@ func assign(members []string, partitions int) []string {
 			}
 			return strings.Compare(a, b)
 		})
+		ranks[p] = ranked
+	}
+	room := make(map[string]int, n)
+	for _, m := range members {
+		room[m] = partitions / n
+	}
+	for p, ranked := range ranks {
 		for _, m := range ranked {
 			if room[m] > 0 {
 				out[p], room[m] = m, room[m]-1
+				break
+			}
+		}
+	}
+	extra := make(map[string]bool, n)
+	for p, ranked := range ranks {
+		if out[p] != "" {
+			continue
+		}
+		for _, m := range ranked {
+			if !extra[m] {
+				out[p], extra[m] = m, true
 				break
 			}
 		}

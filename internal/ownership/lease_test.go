@@ -171,6 +171,7 @@ func TestAssignIsBalancedAndStable(t *testing.T) {
 				count[m]++
 			}
 			for _, m := range members[:n] {
+				require.GreaterOrEqual(t, count[m], parts/n, "%d members, %d partitions: %v", n, parts, count)
 				require.LessOrEqual(t, count[m], (parts+n-1)/n, "%d members, %d partitions: %v", n, parts, count)
 			}
 		}
