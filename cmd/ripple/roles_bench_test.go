@@ -103,7 +103,7 @@ worker:
 	for i := range ws {
 		ws[i] = startServe(b, "--config", cfg, "--role", "worker", "--data-dir", b.TempDir())
 	}
-	waitOwnedAny(b, ws, parts)
+	waitOwned(b, ws, parts, "the workers never owned all the partitions")
 	for _, w := range ws {
 		require.NoError(b, w.cmd.Process.Signal(syscall.SIGSTOP))
 	}
@@ -169,23 +169,6 @@ func cpuSeconds(tb testing.TB, pids []int) float64 {
 		}
 	}
 	return ticks / 100 // USER_HZ
-}
-
-// waitOwnedAny is waitOwned that lets a worker own nothing (more workers
-// than partitions would) but wants each ready.
-func waitOwnedAny(tb testing.TB, ws []*serveProc, n int) {
-	tb.Helper()
-	require.Eventually(tb, func() bool {
-		sum := 0
-		for _, w := range ws {
-			ready, k := workerReady(w)
-			if !ready {
-				return false
-			}
-			sum += k
-		}
-		return sum == n
-	}, 60*time.Second, 50*time.Millisecond, "the workers never owned all %d partitions", n)
 }
 
 // engineRate applies recs to one engine in this process: the baseline.

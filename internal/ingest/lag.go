@@ -18,14 +18,15 @@ func (s *Service) sampleLag(ctx context.Context) {
 	n := s.plog.Partitions()
 	track := lagTracker{sightings: make([][]sighting, n)}
 	applied := make([]uint64, n)
+	// One of a broker log's partitions (a worker's) is labelled with its
+	// number in the broker.
+	id := func(p int) int { return p }
+	if one, ok := s.plog.(interface{ PartitionID(int) int }); ok {
+		id = one.PartitionID
+	}
 	labels := make([]string, n)
 	for p := range labels {
-		labels[p] = strconv.Itoa(p)
-		if id, ok := s.plog.(interface{ PartitionID(int) int }); ok {
-			// One of a broker log's partitions (a worker's): labelled
-			// with its number in the broker.
-			labels[p] = strconv.Itoa(id.PartitionID(p))
-		}
+		labels[p] = strconv.Itoa(id(p))
 	}
 	if s.metrics != nil {
 		// A partition this service stops applying (a worker released it)
