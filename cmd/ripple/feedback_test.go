@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -56,4 +60,79 @@ func TestFeedbackAttributesClicks(t *testing.T) {
 	require.Equal(t, 200, code)
 	_, body = callJSON(t, h, "GET", "/v1/admin/feedback")
 	assert.Equal(t, 1.0, body["users_tracked"], "the erased user is forgotten")
+}
+
+// TestFeedbackLoopTrainsARanker closes the loop: served lists are logged
+// with their feature vectors, simulated users click the "good" items they
+// look at (position p with probability 1/p), training learns a ranker from
+// the logged lists, and the server then serves through it and says so in
+// the model name, also after a restart.
+func TestFeedbackLoopTrainsARanker(t *testing.T) {
+	cfg, _, _ := demoNode(t, "u3")
+	cfg.Train.Ranker.MinLists = 100
+	ctx := context.Background()
+	n, err := openNode(ctx, cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	h := n.api.Handler()
+
+	good := func(item string) bool { return fnv32(item)%3 == 0 }
+	r := rand.New(rand.NewPCG(1, 2))
+	clicks := 0
+	for i := range 600 {
+		user := fmt.Sprint("sim", i)
+		post(t, h, user, fmt.Sprint("i", r.IntN(200)), "view") // some history to recommend from
+		code, body := callJSON(t, h, "GET", "/v1/recommendations/"+user+"?k=10")
+		require.Equal(t, 200, code)
+		for p, it := range body["items"].([]any) {
+			item := it.(map[string]any)["item"].(string)
+			if r.Float64() < 1/float64(p+1) && good(item) {
+				post(t, h, user, item, "click")
+				clicks++
+			}
+		}
+	}
+	require.Greater(t, clicks, 150)
+	n.feedback.Close() // as at shutdown: open engaged lists are written out
+
+	code, body := callJSON(t, h, "POST", "/v1/admin/train?wait=true")
+	require.Equal(t, 200, code, body)
+	rep := body["report"].(map[string]any)["ranker"].(map[string]any)
+	t.Logf("ranker: %v", rep)
+	assert.GreaterOrEqual(t, rep["lists"].(float64), 100.0)
+	assert.Positive(t, rep["pairs"].(float64))
+	require.NotEmpty(t, rep["chosen"], "clicks follow a signal the served order lacks: %v", rep)
+	chosen := rep["chosen"].(string)
+	if chosen == "pairwise" {
+		chosen = "ranker"
+	}
+	want := "blend+" + chosen + "@1"
+	if body["report"].(map[string]any)["serving"] == "stream" {
+		want = "stream-covis-v1+" + chosen + "@1"
+	}
+	code, body = callJSON(t, h, "GET", "/v1/recommendations/u3?k=10")
+	require.Equal(t, 200, code)
+	assert.Equal(t, want, body["model"])
+	n.close()
+
+	n, err = openNode(ctx, cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	defer n.close()
+	code, body = callJSON(t, n.api.Handler(), "GET", "/v1/recommendations/u3?k=10")
+	require.Equal(t, 200, code)
+	assert.Equal(t, want, body["model"], "the ranker is part of the promoted version")
+}
+
+func post(t *testing.T, h http.Handler, user, item, typ string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest("POST", "/v1/events", strings.NewReader(`[{"user":"`+user+`","item":"`+item+`","type":"`+typ+`"}]`))
+	req.Header.Set("Content-Type", "application/json")
+	h.ServeHTTP(rec, req)
+	require.Equal(t, 202, rec.Code, rec.Body.String())
+}
+
+func fnv32(s string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(s))
+	return h.Sum32()
 }

@@ -103,6 +103,11 @@ type feedbackConfig struct {
 	PerUser     int      `yaml:"per_user"` // lists remembered per user
 	MaxUsers    int      `yaml:"max_users"`
 	Engagements []string `yaml:"engagements"` // event types attributed
+	// Examples keeps every engaged list with the feature vectors it was
+	// served with in <data_dir>/feedback, for training's learned ranker,
+	// bounded by ExamplesMaxMB (oldest dropped).
+	Examples      bool  `yaml:"examples"`
+	ExamplesMaxMB int64 `yaml:"examples_max_mb"`
 }
 
 // trainConfig is the `train:` section.
@@ -173,7 +178,7 @@ func defaultServeConfig() serveConfig {
 		NATS: natsConfig{URL: "nats://127.0.0.1:4222", Stream: ripplenats.DefaultStream, Partitions: ripplenats.DefaultPartitions}, Tracing: observe.DefaultTracing(), LogUserIDs: observe.UserIDsHash,
 		Train: trainConfig{Interval: "1h", Keep: 3, Config: train.DefaultConfig()}, Role: roleAll, Worker: workerConfig{Count: 1, SessionTimeout: "10s"},
 		Feedback: feedbackConfig{Enabled: true, Window: fb.Window.String(), PerUser: fb.PerUser, MaxUsers: fb.MaxUsers,
-			Engagements: fb.Engagements},
+			Engagements: fb.Engagements, Examples: true, ExamplesMaxMB: 256},
 		Auth: authConfig{ReloadInterval: "5s"},
 		RateLimit: rateLimitConfig{PerKeyRPS: rl.PerKeyRPS, PerKeyBurst: rl.PerKeyBurst, PerTenantRPS: rl.PerTenantRPS,
 			PerTenantBurst: rl.PerTenantBurst, MaxBuckets: rl.MaxBuckets, RedisTimeout: "20ms"}}
@@ -295,8 +300,12 @@ type node struct {
 	online  *onlineParts // store: redis
 	models  *model.Registry
 	trainer *train.Job
-	audit   *audit.Log
-	keys    *auth.Store
+	// feedback and its example log close after the api: its open lists
+	// are written out.
+	feedback *feedback.Tracker
+	examples *feedback.ExampleLog
+	audit    *audit.Log
+	keys     *auth.Store
 	// tracer is the node's tracer provider (a no-op one with tracing
 	// off); stopTracing flushes it.
 	tracer      trace.TracerProvider
@@ -337,7 +346,7 @@ func (c serveConfig) validate() error {
 	if w, err := parseDur("feedback.window", c.Feedback.Window); err != nil || (c.Feedback.Enabled && w <= 0) {
 		return fmt.Errorf("feedback.window must be a positive duration, got %q", c.Feedback.Window)
 	}
-	if c.Feedback.PerUser < 0 || c.Feedback.MaxUsers < 0 {
+	if c.Feedback.PerUser < 0 || c.Feedback.MaxUsers < 0 || c.Feedback.ExamplesMaxMB < 0 {
 		return fmt.Errorf("feedback.per_user and feedback.max_users must not be negative")
 	}
 	if err := c.Train.Config.Validate(); err != nil {
@@ -533,9 +542,22 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	opts.Trainer, opts.Models = n.trainer, n.models
 	if fc := cfg.Feedback; fc.Enabled {
 		window, _ := parseDur("feedback.window", fc.Window)
-		opts.Feedback = feedback.New(feedback.Options{Window: window, PerUser: fc.PerUser, MaxUsers: fc.MaxUsers,
-			Engagements: fc.Engagements}, n.metrics.Registry)
+		fo := feedback.Options{Window: window, PerUser: fc.PerUser, MaxUsers: fc.MaxUsers, Engagements: fc.Engagements}
+		if fc.Examples {
+			dir := filepath.Join(cfg.DataDir, "feedback")
+			if n.examples, err = feedback.OpenExampleLog(dir, max(fc.ExamplesMaxMB, 1)<<20); err != nil {
+				n.close()
+				return nil, fmt.Errorf("feedback examples: %w", err)
+			}
+			fo.Examples = n.examples
+			if n.trainer != nil {
+				n.trainer.Examples = dir
+			}
+		}
+		opts.Feedback = feedback.New(fo, n.metrics.Registry)
+		opts.Feedback.OnExampleError(func(err error) { logger.Warn("feedback examples dropped", "err", err) })
 		n.pipe.Explorer = opts.Feedback
+		n.feedback = opts.Feedback
 	}
 	n.api = api.New(svc, reader, n.pipe, n.metrics, logger, opts)
 	return n, nil
@@ -600,6 +622,14 @@ func (n *node) close() {
 	}
 	if n.broker != nil {
 		n.broker.Close()
+	}
+	if n.feedback != nil {
+		n.feedback.Close()
+	}
+	if n.examples != nil {
+		if err := n.examples.Close(); err != nil {
+			n.logger.Warn("closing the feedback example log", "err", err)
+		}
 	}
 	if n.audit != nil {
 		n.audit.Close()

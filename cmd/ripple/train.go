@@ -131,6 +131,9 @@ func rebuild(ctx context.Context, dataDir string, fcfg *features.Config, tcfg tr
 		return res, err
 	}
 	defer job.Close()
+	// The lists this node's server logged, when it keeps them: the ranker
+	// learns from them.
+	job.Examples = filepath.Join(dataDir, "feedback")
 	res.models, err = job.Run(ctx)
 	return res, err
 }

@@ -259,10 +259,11 @@ func (s *Server) served(user string, res recommend.Response) {
 		return
 	}
 	ids := make([]string, len(res.Items))
+	vecs := make([][model.NumRankFeatures]float64, len(res.Items))
 	for i, it := range res.Items {
-		ids[i] = it.Item
+		ids[i], vecs[i] = it.Item, it.Vector
 	}
-	s.opts.Feedback.Served(user, res.Model, ids)
+	s.opts.Feedback.Served(user, res.Model, ids, vecs)
 }
 
 // stored is evs without the refused indices.

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/model"
 )
 
 // Options bound the tracker.
@@ -26,6 +27,16 @@ type Options struct {
 	Engagements []string
 	// MaxModels bounds the model versions reported (oldest dropped).
 	MaxModels int
+	// Examples, when set, receives each served list that was engaged with,
+	// once it closes (its window ends, a newer list pushes it out, or its
+	// user is evicted), as a ranking example: the feature vectors served
+	// and the engagement per position. Lists of erased users are not sent.
+	Examples ExampleSink
+}
+
+// ExampleSink stores ranking examples (ExampleLog does, on disk).
+type ExampleSink interface {
+	Append(exs []Example) error
 }
 
 // DefaultOptions: 30 minutes, 3 lists per user, 100,000 users (about
@@ -58,6 +69,11 @@ type list struct {
 	model  string
 	items  []string        // best first: position is index + 1
 	credit map[string]bool // item+"\x00"+type already counted; nil until one is
+	// vecs are the items' feature vectors as served (nil: not logged);
+	// labels their strongest engagement so far (Label).
+	vecs   [][model.NumRankFeatures]float64
+	labels []float64
+	closed bool // sent as an example, or dropped
 }
 
 // position is item's 1-based position in l, 0 when l did not show it; the
@@ -94,6 +110,11 @@ type Tracker struct {
 	items  map[string]*[2]float64 // impressions, engagements per item: the exploration slot's evidence
 	m      *metrics
 	now    func() time.Time
+	// open are the lists with vectors, oldest first, until their window
+	// ends: then they close and, when engaged, become examples.
+	open    []*list
+	pending []Example // closed under the lock, sent after it
+	sinkErr func(error)
 }
 
 // New returns a tracker; metrics are registered on r when not nil.
@@ -131,13 +152,18 @@ func family(model string) string {
 	return model
 }
 
-// Served records that items were shown to user, best first, by model.
-func (t *Tracker) Served(user, model string, items []string) {
+// Served records that items were shown to user, best first, by model, with
+// the feature vectors they were ranked with (nil: none; the list then
+// counts in the rates but yields no ranking example).
+func (t *Tracker) Served(user, model string, items []string, vecs [][model.NumRankFeatures]float64) {
 	if user == "" || len(items) == 0 {
 		return
 	}
 	now := t.now()
 	l := &list{at: now, model: model, items: slices.Clone(items)}
+	if t.opts.Examples != nil && len(vecs) == len(items) {
+		l.vecs, l.labels = slices.Clone(vecs), make([]float64, len(items))
+	}
 	fam := family(model)
 	t.mu.Lock()
 	u := t.users[user]
@@ -150,6 +176,7 @@ func (t *Tracker) Served(user, model string, items []string) {
 	}
 	u.last = now
 	if len(u.lists) == t.opts.PerUser {
+		t.closeLocked(u.lists[0])
 		copy(u.lists, u.lists[1:])
 		u.lists = u.lists[:len(u.lists)-1]
 	}
@@ -159,7 +186,13 @@ func (t *Tracker) Served(user, model string, items []string) {
 		c.impressions[bucket(i+1)]++
 		t.itemLocked(it)[0]++
 	}
+	if l.vecs != nil {
+		t.open = append(t.open, l)
+	}
+	t.sweepLocked(now)
+	exs := t.takeLocked()
 	t.mu.Unlock()
+	t.send(exs)
 	for i := range items {
 		t.m.impressions.WithLabelValues(fam, Buckets[bucket(i+1)]).Inc()
 	}
@@ -210,11 +243,17 @@ func (t *Tracker) Observe(evs []event.Interaction) {
 			}
 			c.engaged[e.Type][bucket(p)]++
 			t.itemLocked(e.Item)[1]++
+			if l.labels != nil {
+				l.labels[p-1] = max(l.labels[p-1], Label(e.Type))
+			}
 			hits = append(hits, hit{family(l.model), e.Type, bucket(p)})
 			break
 		}
 	}
+	t.sweepLocked(now)
+	exs := t.takeLocked()
 	t.mu.Unlock()
+	t.send(exs)
 	for _, h := range hits {
 		t.m.engaged.WithLabelValues(h.fam, Buckets[h.b], h.typ).Inc()
 	}
@@ -256,6 +295,11 @@ func (t *Tracker) ItemStats(items []string, impressions, engagements []float64) 
 // Forget drops everything remembered about user (erasure).
 func (t *Tracker) Forget(user string) {
 	t.mu.Lock()
+	if u := t.users[user]; u != nil {
+		for _, l := range u.lists {
+			l.closed = true // dropped: an erased user's lists never become examples
+		}
+	}
 	delete(t.users, user)
 	t.mu.Unlock()
 }
@@ -283,6 +327,7 @@ func (t *Tracker) countsLocked(model string, now time.Time) *counts {
 func (t *Tracker) evictLocked(now time.Time) {
 	for id, u := range t.users {
 		if now.Sub(u.last) > t.opts.Window {
+			t.closeAllLocked(u)
 			delete(t.users, id)
 		}
 	}
@@ -292,6 +337,7 @@ func (t *Tracker) evictLocked(now time.Time) {
 	ids := slices.Collect(maps.Keys(t.users))
 	slices.SortFunc(ids, func(a, b string) int { return t.users[a].last.Compare(t.users[b].last) })
 	for _, id := range ids[:max(1, len(ids)/10)] {
+		t.closeAllLocked(t.users[id])
 		delete(t.users, id)
 	}
 }

@@ -29,7 +29,7 @@ func ev(user, item, typ string) event.Interaction {
 	return event.Interaction{User: user, Item: item, Type: typ}
 }
 
-func model(r Report, name string) ModelReport {
+func modelOf(r Report, name string) ModelReport {
 	for _, m := range r.Models {
 		if m.Model == name {
 			return m
@@ -40,7 +40,7 @@ func model(r Report, name string) ModelReport {
 
 func TestAttribution(t *testing.T) {
 	tr, c := newTracker(t, Options{Window: time.Minute})
-	tr.Served("u", "blend@3", []string{"a", "b", "c", "d", "e", "f"})
+	tr.Served("u", "blend@3", []string{"a", "b", "c", "d", "e", "f"}, nil)
 	c.t = c.t.Add(10 * time.Second)
 	tr.Observe([]event.Interaction{
 		ev("u", "b", "click"),    // position 2
@@ -52,7 +52,7 @@ func TestAttribution(t *testing.T) {
 	})
 	c.t = c.t.Add(2 * time.Minute)
 	tr.Observe([]event.Interaction{ev("u", "a", "click")}) // past the window
-	m := model(tr.Report(), "blend@3")
+	m := modelOf(tr.Report(), "blend@3")
 	assert.Equal(t, 6.0, m.Impressions)
 	assert.Equal(t, map[string]float64{"click": 1, "purchase": 1}, m.Engagements)
 	assert.Equal(t, 2.0, m.ByPosition[1].Engagements)
@@ -63,35 +63,35 @@ func TestAttribution(t *testing.T) {
 
 func TestNewestListGetsCredit(t *testing.T) {
 	tr, c := newTracker(t, Options{Window: time.Hour})
-	tr.Served("u", "stream-covis-v1", []string{"a", "b"})
+	tr.Served("u", "stream-covis-v1", []string{"a", "b"}, nil)
 	c.t = c.t.Add(time.Second)
-	tr.Served("u", "blend@1", []string{"b", "a"})
+	tr.Served("u", "blend@1", []string{"b", "a"}, nil)
 	tr.Observe([]event.Interaction{ev("u", "a", "click")})
 	r := tr.Report()
-	assert.Equal(t, 1.0, model(r, "blend@1").ByPosition[1].Engagements)
-	assert.Empty(t, model(r, "stream-covis-v1").Engagements)
+	assert.Equal(t, 1.0, modelOf(r, "blend@1").ByPosition[1].Engagements)
+	assert.Empty(t, modelOf(r, "stream-covis-v1").Engagements)
 }
 
 func TestForgetAndBounds(t *testing.T) {
 	tr, c := newTracker(t, Options{Window: time.Hour, PerUser: 2, MaxUsers: 10})
-	tr.Served("u", "m", []string{"a"})
+	tr.Served("u", "m", []string{"a"}, nil)
 	tr.Forget("u")
 	tr.Observe([]event.Interaction{ev("u", "a", "click")})
-	assert.Empty(t, model(tr.Report(), "m").Engagements, "a forgotten user's lists are gone")
+	assert.Empty(t, modelOf(tr.Report(), "m").Engagements, "a forgotten user's lists are gone")
 
 	for i := range 3 { // only the last 2 lists are kept
-		tr.Served("w", "m", []string{fmt.Sprint("x", i)})
+		tr.Served("w", "m", []string{fmt.Sprint("x", i)}, nil)
 	}
 	tr.Observe([]event.Interaction{ev("w", "x0", "click"), ev("w", "x2", "click")})
-	assert.Equal(t, 1.0, model(tr.Report(), "m").Engagements["click"])
+	assert.Equal(t, 1.0, modelOf(tr.Report(), "m").Engagements["click"])
 
 	for i := range 25 {
 		c.t = c.t.Add(time.Millisecond)
-		tr.Served(fmt.Sprint("user", i), "m", []string{"a"})
+		tr.Served(fmt.Sprint("user", i), "m", []string{"a"}, nil)
 	}
 	assert.LessOrEqual(t, tr.Users(), 10)
 	tr.Observe([]event.Interaction{ev("user24", "a", "click")})
-	assert.Equal(t, 2.0, model(tr.Report(), "m").Engagements["click"], "the newest user is kept")
+	assert.Equal(t, 2.0, modelOf(tr.Report(), "m").Engagements["click"], "the newest user is kept")
 }
 
 func TestPositionBiasIsDividedOut(t *testing.T) {
@@ -100,19 +100,19 @@ func TestPositionBiasIsDividedOut(t *testing.T) {
 	// models show equally good items, "low" shows the good ones second.
 	for i := range 1000 {
 		u := fmt.Sprint("u", i)
-		tr.Served(u, "top@1", []string{"good", "other"})
+		tr.Served(u, "top@1", []string{"good", "other"}, nil)
 		if i%10 == 0 {
 			tr.Observe([]event.Interaction{ev(u, "good", "click")})
 		}
 		v := fmt.Sprint("v", i)
-		tr.Served(v, "low@1", []string{"other", "good"})
+		tr.Served(v, "low@1", []string{"other", "good"}, nil)
 		if i%20 == 0 {
 			tr.Observe([]event.Interaction{ev(v, "good", "click")})
 		}
 	}
 	r := tr.Report()
 	require.InDelta(t, 0.5, r.Propensity[1].Value, 1e-9)
-	top, low := model(r, "top@1"), model(r, "low@1")
+	top, low := modelOf(r, "top@1"), modelOf(r, "low@1")
 	assert.Greater(t, top.Rate, low.Rate, "raw rates favour the model that shows the item first")
 	assert.InDelta(t, top.DebiasedRate, low.DebiasedRate, 1e-9, "debiased rates compare the items, not the positions")
 }

@@ -3,9 +3,11 @@ package model
 import (
 	"bytes"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -203,6 +205,51 @@ func TestRegistryKeepsTunedSettings(t *testing.T) {
 	js, err := os.ReadFile(filepath.Join(dir, "blend@1.json"))
 	require.NoError(t, err)
 	js = bytes.Replace(js, []byte(`"diversity": 0`), []byte(`"diversity": 1.5`), 1)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "blend@1.json"), js, 0o644))
+	_, err = r2.Activate("blend@1")
+	assert.ErrorIs(t, err, ErrCorrupt, "nor loaded")
+}
+
+// A set's learned ranker travels with it through the registry; one this
+// build cannot apply (other features, a zero scale) is neither promoted
+// nor loaded.
+func TestRegistryKeepsTheRanker(t *testing.T) {
+	dir := t.TempDir()
+	r, err := OpenRegistry(dir, 3)
+	require.NoError(t, err)
+	m := table(t)
+	comps := []Component{{Name: "transition", Table: m, History: 5, Decay: 0.5, Weight: 1}}
+	rk := &Ranker{Features: slices.Clone(RankFeatures), Mean: make([]float64, NumRankFeatures),
+		Scale: []float64{1, 2, 1, 1, 1, 1}, Weights: []float64{0.5, 1, 0, 0.2, 0, 2}, Source: "pairwise"}
+	set := NewSet("", m.Items, comps)
+	set.Ranker = rk
+	man, err := r.Promote(set, nil)
+	require.NoError(t, err)
+	assert.Equal(t, rk, man.Ranker)
+	x := [NumRankFeatures]float64{1, 2, 0, 1, 0, 0.5}
+	assert.InDelta(t, 0.5+1+0.2+1, r.Current().Ranker.Score(&x), 1e-12)
+
+	r2, err := OpenRegistry(dir, 3)
+	require.NoError(t, err)
+	assert.Equal(t, rk, r2.Current().Ranker)
+
+	for _, bad := range []func(*Ranker){
+		func(b *Ranker) { b.Features = []string{"model", "covisitation"} },
+		func(b *Ranker) { b.Scale[2] = 0 },
+		func(b *Ranker) { b.Weights[1] = math.Inf(1) },
+		func(b *Ranker) { b.Mean = b.Mean[:3] },
+	} {
+		b := *rk
+		b.Features, b.Mean, b.Scale, b.Weights = slices.Clone(rk.Features), slices.Clone(rk.Mean), slices.Clone(rk.Scale), slices.Clone(rk.Weights)
+		bad(&b)
+		s := NewSet("", m.Items, comps)
+		s.Ranker = &b
+		_, err := r2.Promote(s, nil)
+		assert.Error(t, err, "%+v is not promoted", b)
+	}
+	js, err := os.ReadFile(filepath.Join(dir, "blend@1.json"))
+	require.NoError(t, err)
+	js = bytes.Replace(js, []byte(`"covisitation"`), []byte(`"dwell_time"`), 1)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "blend@1.json"), js, 0o644))
 	_, err = r2.Activate("blend@1")
 	assert.ErrorIs(t, err, ErrCorrupt, "nor loaded")

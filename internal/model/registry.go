@@ -27,9 +27,12 @@ type Manifest struct {
 	StreamWeight float64 `json:"stream_weight"`
 	// Tuned is what the category signal was set to with it (nil: the
 	// server's configuration).
-	Tuned *StreamTuning   `json:"tuned,omitempty"`
-	Items int             `json:"items"`
-	Info  json.RawMessage `json:"info,omitempty"` // what the trainer reports: validation, timings
+	Tuned *StreamTuning `json:"tuned,omitempty"`
+	// Ranker reorders the blend's best candidates (nil: the blend's order
+	// serves).
+	Ranker *Ranker         `json:"ranker,omitempty"`
+	Items  int             `json:"items"`
+	Info   json.RawMessage `json:"info,omitempty"` // what the trainer reports: validation, timings
 }
 
 // Registry keeps model versions in a directory:
@@ -104,6 +107,9 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 	if !set.Tuned.Valid() {
 		return nil, fmt.Errorf("model: tuned streaming settings %+v out of range", *set.Tuned)
 	}
+	if err := set.Ranker.Valid(); err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	versions, err := r.versions()
@@ -115,7 +121,7 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 		v = versions[len(versions)-1] + 1
 	}
 	man := &Manifest{Name: "blend@" + strconv.Itoa(v), Version: v, Created: time.Now().UTC(), Items: len(set.Items),
-		StreamWeight: set.StreamWeight, Tuned: set.Tuned}
+		StreamWeight: set.StreamWeight, Tuned: set.Tuned, Ranker: set.Ranker}
 	if info != nil {
 		if man.Info, err = json.Marshal(info); err != nil {
 			return nil, err
@@ -141,7 +147,7 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 		return nil, err
 	}
 	next := NewSet(man.Name, set.Items, comps)
-	next.StreamWeight, next.Tuned = set.StreamWeight, set.Tuned
+	next.StreamWeight, next.Tuned, next.Ranker = set.StreamWeight, set.Tuned, set.Ranker
 	r.cur.Store(next)
 	r.man.Store(man)
 	r.prune(append(versions, v))
@@ -281,8 +287,11 @@ func (r *Registry) load(name string) (*Set, *Manifest, error) {
 	if !man.Tuned.Valid() {
 		return nil, nil, fmt.Errorf("%w: %s: tuned streaming settings %+v", ErrCorrupt, name, *man.Tuned)
 	}
+	if err := man.Ranker.Valid(); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, name, err)
+	}
 	set := NewSet(man.Name, items, comps)
-	set.StreamWeight, set.Tuned = man.StreamWeight, man.Tuned
+	set.StreamWeight, set.Tuned, set.Ranker = man.StreamWeight, man.Tuned, man.Ranker
 	return set, man, nil
 }
 

@@ -33,7 +33,10 @@ type Set struct {
 	// Tuned is how the streaming sources were set when the set was tuned
 	// (nil: not tuned; the server's configuration serves).
 	Tuned *StreamTuning `json:"tuned,omitempty"`
-	pool  sync.Pool
+	// Ranker, when set, reorders the blend's best candidates by what the
+	// feedback loop learned from served lists.
+	Ranker *Ranker `json:"ranker,omitempty"`
+	pool   sync.Pool
 }
 
 // StreamTuning is the category signal's settings the tuner chose with the

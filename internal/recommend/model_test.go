@@ -115,3 +115,66 @@ func TestTunedCategorySettingsServeWithTheSet(t *testing.T) {
 	cur.Store(untuned)
 	assert.Equal(t, diverse, ids(p.Recommend(context.Background(), recommend.Request{User: "me", K: 4}).Items))
 }
+
+// TestLearnedRankerReordersAndSaysSo: a promoted set's ranker reorders the
+// blend's best candidates by the served feature vectors (here: the
+// feedback loop's engagement rate), the response names it, every item
+// carries the vector it was ranked with, and Rank keeps unknown items last.
+func TestLearnedRankerReordersAndSaysSo(t *testing.T) {
+	w := newWorld()
+	w.seq("other", "m1", "m2", "m3")
+	w.seq("u", "a")
+	var cur atomic.Pointer[model.Set]
+	p := recommend.New(w.e, noDiversity())
+	p.Models = cur.Load
+	// m3 was engaged with often when shown, m2 never.
+	p.Explorer = engagement{"m2": {100, 0}, "m3": {100, 40}}
+
+	set := oneRow(t, "blend@4", "m2", "m3")
+	cur.Store(set)
+	resp := p.Recommend(context.Background(), recommend.Request{User: "u", K: 2, Explain: true})
+	assert.Equal(t, "blend@4", resp.Model)
+	require.Equal(t, []string{"m2", "m3"}, ids(resp.Items), "the blend's order")
+	assert.Greater(t, resp.Items[0].Vector[0], resp.Items[1].Vector[0], "the model score is feature 0")
+	assert.InDelta(t, 1.0/120, resp.Items[0].Vector[5], 1e-12, "ctr smoothed: (0+1)/(100+20)")
+	assert.InDelta(t, 41.0/120, resp.Items[1].Vector[5], 1e-12)
+	assert.Equal(t, resp.Items[1].Vector[5], resp.Items[1].Features["ctr"])
+
+	ctr := &model.Ranker{Features: model.RankFeatures, Mean: make([]float64, model.NumRankFeatures),
+		Scale: []float64{1, 1, 1, 1, 1, 1}, Weights: []float64{0.1, 0, 0, 0, 0, 5}, Source: "pairwise"}
+	ranked := oneRow(t, "blend@5", "m2", "m3")
+	ranked.Ranker = ctr
+	cur.Store(ranked)
+	resp = p.Recommend(context.Background(), recommend.Request{User: "u", K: 2})
+	assert.Equal(t, "blend+ranker@5", resp.Model)
+	assert.Equal(t, []string{"m3", "m1"}, ids(resp.Items),
+		"the ranker puts the engaging item first, and m2 (shown 100 times, never engaged) below m1 (never shown: the prior)")
+	assert.Greater(t, resp.Items[0].Score, resp.Items[1].Score)
+	assert.Positive(t, resp.Items[1].Score, "scores stay positive for diversity to scale")
+
+	r := p.Rank(context.Background(), "u", []string{"ghost", "m2", "m3"}, false)
+	assert.Equal(t, "blend+ranker@5", r.Model)
+	assert.Equal(t, []string{"m3", "m2", "ghost"}, ids(r.Items), "unknown items stay last")
+
+	// A fallback to one feature says which; a set that weighs no component
+	// still brings its ranker to the streaming model.
+	stream := model.NewSet("blend@6", nil, nil)
+	stream.StreamWeight = 1
+	stream.Ranker = &model.Ranker{Features: model.RankFeatures, Mean: make([]float64, model.NumRankFeatures),
+		Scale: []float64{1, 1, 1, 1, 1, 1}, Weights: []float64{0, 0, 0, 0, 0, 1}, Source: "ctr"}
+	cur.Store(stream)
+	resp = p.Recommend(context.Background(), recommend.Request{User: "u", K: 2})
+	assert.Equal(t, recommend.Model+"+ctr@6", resp.Model)
+	assert.Equal(t, "m3", resp.Items[0].Item)
+	// Similar has no user: no ranker.
+	assert.Equal(t, recommend.Model, p.Similar(context.Background(), "m1", 2, false).Model)
+}
+
+// engagement is the feedback loop's impressions and engagements per item.
+type engagement map[string][2]float64
+
+func (s engagement) ItemStats(items []string, imp, eng []float64) {
+	for i, it := range items {
+		imp[i], eng[i] = s[it][0], s[it][1]
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -102,6 +103,10 @@ type Item struct {
 	Explore  bool           `json:"explore,omitempty"` // placed by the exploration slot, not by its score
 	Reasons  []Reason       `json:"reasons,omitempty"`
 	Features map[string]any `json:"features,omitempty"`
+	// Vector is what the pipeline knew about the item when it ranked it
+	// (model.RankFeatures): the feedback loop logs it with the list, and
+	// the ranker learns from those logs.
+	Vector [model.NumRankFeatures]float64 `json:"-"`
 }
 
 // Response is the pipeline's answer.
@@ -220,6 +225,7 @@ type candidate struct {
 	category float64
 	popular  float64
 	score    float64
+	vec      [model.NumRankFeatures]float64 // filled for the head the list is picked from
 	info     features.ItemInfo
 	reasons  []Reason
 }
@@ -337,8 +343,9 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	ctx, span := tr.Start(ctx, "recommend")
 	f := p.bind(ctx)
 	_, s := tr.Start(ctx, "recommend.candidates")
-	set, cfg := p.models()
+	set, cfg, ranker := p.models()
 	resp, c := p.gather(ctx, f, set, &cfg, req.User, k, req.Explain)
+	resp.Model = ranked(resp.Model, ranker)
 	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
 	if resp.anonymous {
@@ -348,7 +355,7 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	list := p.filter(f, req, c.list)
 	endStage(s, "ripple.kept", len(list))
 	_, s = tr.Start(ctx, "recommend.score")
-	p.score(list, set)
+	list = p.score(list, set, ranker, k)
 	endStage(s, "ripple.scored", len(list))
 	_, s = tr.Start(ctx, "recommend.diversify")
 	resp.Items = diversify(list, k, cfg.Diversity, req.Explain)
@@ -484,24 +491,54 @@ func (p *Pipeline) explore(req Request, items []Item, list, cold []*candidate, k
 // models is what serves this request: the set, nil when none is promoted
 // or when the promoted one weighs no trained component (the tuner found
 // the streaming sources alone best), so responses name the streaming
-// model; and the configuration, with the streaming settings the promoted
-// set was tuned with, if any.
-func (p *Pipeline) models() (*model.Set, Config) {
+// model; the configuration, with the streaming settings the promoted set
+// was tuned with, if any; and the promoted set's ranker, if it has one
+// (with or without components).
+func (p *Pipeline) models() (*model.Set, Config, *ranking) {
 	cfg := p.cfg
 	if p.Models == nil {
-		return nil, cfg
+		return nil, cfg, nil
 	}
 	s := p.Models()
 	if s == nil {
-		return nil, cfg
+		return nil, cfg, nil
 	}
 	if t := s.Tuned; t != nil {
 		cfg.WeightCategory, cfg.Diversity = t.CategoryWeight, t.Diversity
 	}
-	if len(s.Components) == 0 {
-		return nil, cfg
+	var r *ranking
+	if s.Ranker != nil {
+		r = &ranking{Ranker: s.Ranker, version: s.Name[max(strings.IndexByte(s.Name, '@'), 0):]}
 	}
-	return s, cfg
+	if len(s.Components) == 0 {
+		return nil, cfg, r
+	}
+	return s, cfg, r
+}
+
+// ranking is the promoted set's ranker and the version it came with.
+type ranking struct {
+	*model.Ranker
+	version string // "@7"
+}
+
+// ranked names what serves when r reorders: the family, then the ranker
+// (or the one feature it fell back to), then the set's version:
+// blend@7 → blend+ranker@7, stream-covis-v1 → stream-covis-v1+ranker@7,
+// blend+covisitation@7 after a fallback. Responses and the feedback
+// loop's rates so tell reordered lists apart.
+func ranked(name string, r *ranking) string {
+	if r == nil {
+		return name
+	}
+	if i := strings.IndexByte(name, '@'); i >= 0 {
+		name = name[:i]
+	}
+	src := r.Source
+	if src == "pairwise" {
+		src = "ranker"
+	}
+	return name + "+" + src + r.version
 }
 
 // StreamScore is one streaming candidate's score by source, as configured.
@@ -664,7 +701,43 @@ func (p *Pipeline) filter(f Features, req Request, list []*candidate) []*candida
 // consumers that count ties (like the evaluation protocol) see false ties.
 const tieBreak = 1e-9
 
-func (p *Pipeline) score(list []*candidate, set *model.Set) {
+// score scores every candidate by the blend and fills the feature vectors
+// of the best DiversifyWindow(k), which it moves to the front; with a
+// ranker serving, those are rescored by it and the list is cut to them:
+// the ranker was learnt on lists the blend chose, and orders only such.
+func (p *Pipeline) score(list []*candidate, set *model.Set, r *ranking, k int) []*candidate {
+	lo, span := p.blendScore(list, set)
+	head := min(len(list), DiversifyWindow(k))
+	selectTop(list, head)
+	if p.rerank(list[:head], r, lo, span) {
+		return list[:head]
+	}
+	return list
+}
+
+// rerank fills list's feature vectors and, with a ranker, rescores list by
+// it, reporting whether it did.
+func (p *Pipeline) rerank(list []*candidate, r *ranking, lo, span float64) bool {
+	p.vectors(list, lo, span)
+	if r == nil {
+		return false
+	}
+	for _, x := range list {
+		if !x.known {
+			x.score = 0 // no signal at all: after every known item, as without a ranker
+			continue
+		}
+		// A logistic squash keeps scores positive (diversity multiplies
+		// them) and ordered as the ranker orders.
+		x.score = 1 / (1 + math.Exp(-r.Score(&x.vec)))
+	}
+	return true
+}
+
+// blendScore scores every candidate by the blend: the trained model's
+// score plus the streaming sources' at the tuned weight, plus a trending
+// tie-break. It returns the candidates' trending range (lowest, span).
+func (p *Pipeline) blendScore(list []*candidate, set *model.Set) (lo, span float64) {
 	stream := 1.0
 	if set != nil {
 		// The tuned scale of the streaming sources against the model's.
@@ -676,7 +749,7 @@ func (p *Pipeline) score(list []*candidate, set *model.Set) {
 			lo, hi = min(lo, t), max(hi, t)
 		}
 	}
-	span := hi - lo
+	span = hi - lo
 	for _, x := range list {
 		// Linear in the trending log-score: the same order as ranking by
 		// trend, in O(n) rather than a sort.
@@ -688,6 +761,39 @@ func (p *Pipeline) score(list []*candidate, set *model.Set) {
 			}
 		}
 		x.score = x.model + stream*(x.covis+x.category+x.popular) + tb
+	}
+	return lo, span
+}
+
+// CTRPrior smooths the feedback loop's engagement rate of an item: the
+// rate is (engagements + CTRPrior[0]) / (impressions + CTRPrior[1]), so an
+// item never shown sits at 5%.
+var CTRPrior = [2]float64{1, 20}
+
+// vectors fills each candidate's feature vector (model.RankFeatures).
+func (p *Pipeline) vectors(list []*candidate, lo, span float64) {
+	var imp, eng []float64
+	if p.Explorer != nil && len(list) > 0 {
+		ids := make([]string, len(list))
+		for i, x := range list {
+			ids[i] = x.id
+		}
+		imp, eng = make([]float64, len(list)), make([]float64, len(list))
+		p.Explorer.ItemStats(ids, imp, eng)
+	}
+	for i, x := range list {
+		trend := 0.0
+		if t := x.info.Trend; !math.IsInf(t, -1) {
+			trend = 1
+			if span > 0 {
+				trend = (t - lo) / span
+			}
+		}
+		ctr := CTRPrior[0] / CTRPrior[1]
+		if imp != nil {
+			ctr = (eng[i] + CTRPrior[0]) / (imp[i] + CTRPrior[1])
+		}
+		x.vec = [model.NumRankFeatures]float64{x.model, x.covis, x.category, x.popular, trend, ctr}
 	}
 }
 
@@ -833,7 +939,7 @@ func better(a, b *candidate) bool {
 }
 
 func toItem(x *candidate, score float64, explain bool) Item {
-	it := Item{Item: x.id, Score: score}
+	it := Item{Item: x.id, Score: score, Vector: x.vec}
 	if explain {
 		it.Reasons = x.reasons
 		it.Features = map[string]any{
@@ -841,6 +947,8 @@ func toItem(x *candidate, score float64, explain bool) Item {
 			"model":             x.model,
 			"category_trending": x.category,
 			"popularity":        x.popular,
+			"trend":             x.vec[4],
+			"ctr":               x.vec[5],
 			"categories":        x.info.Categories,
 		}
 	}

@@ -11,7 +11,7 @@ import (
 // of its categories. The item itself and hidden items are left out.
 func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool) Response {
 	k = min(max(k, 1), p.cfg.MaxK)
-	set, cfg := p.models()
+	set, cfg, _ := p.models() // no ranker: it learnt a user's lists, this list has no user
 	resp := Response{Model: Model, Degradation: Healthy}
 	if set != nil {
 		resp.Model = set.Name
@@ -62,7 +62,7 @@ func (p *Pipeline) Similar(ctx context.Context, item string, k int, explain bool
 	list := p.filter(f, Request{IncludeSeen: true, Exclude: []string{item}}, c.list)
 	endStage(s, "ripple.kept", len(list))
 	_, s = tr.Start(ctx, "recommend.score")
-	p.score(list, set)
+	p.blendScore(list, set)
 	endStage(s, "ripple.scored", len(list))
 	_, s = tr.Start(ctx, "recommend.diversify")
 	resp.Items = diversify(list, k, cfg.Diversity, explain)
@@ -82,8 +82,9 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 	ctx, span := tr.Start(ctx, "recommend.rank")
 	f := p.bind(ctx)
 	_, s := tr.Start(ctx, "recommend.candidates")
-	set, cfg := p.models()
+	set, cfg, ranker := p.models()
 	resp, c := p.gather(ctx, f, set, &cfg, user, len(items), explain)
+	resp.Model = ranked(resp.Model, ranker)
 	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
 	_, s = tr.Start(ctx, "recommend.score")
@@ -116,7 +117,8 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 	for i, x := range known {
 		x.info = infos[i]
 	}
-	p.score(list, set)
+	lo, width := p.blendScore(list, set)
+	p.rerank(list, ranker, lo, width)
 	sort.SliceStable(list, func(i, j int) bool { return list[i].score > list[j].score })
 	endStage(s, "ripple.scored", len(list))
 	resp.Items = make([]Item, len(list))

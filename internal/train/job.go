@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ripple-rec/ripple/internal/event"
+	"github.com/ripple-rec/ripple/internal/feedback"
 	"github.com/ripple-rec/ripple/internal/model"
 )
 
@@ -29,11 +30,14 @@ type Report struct {
 	StreamWeight    float64           `json:"stream_weight"`
 	// Tuned is the category signal's settings chosen with the blend (nil:
 	// the server's configuration).
-	Tuned        *model.StreamTuning `json:"tuned,omitempty"`
-	Skipped      []string            `json:"skipped,omitempty"`
-	ReadSeconds  float64             `json:"read_s"`
-	TrainSeconds float64             `json:"train_s"`
-	Finished     time.Time           `json:"finished"`
+	Tuned   *model.StreamTuning `json:"tuned,omitempty"`
+	Skipped []string            `json:"skipped,omitempty"`
+	// Ranker is what training the learned ranker found (nil: no example
+	// log).
+	Ranker       *RankerReport `json:"ranker,omitempty"`
+	ReadSeconds  float64       `json:"read_s"`
+	TrainSeconds float64       `json:"train_s"`
+	Finished     time.Time     `json:"finished"`
 }
 
 // Job trains from a Source and promotes the result in a Registry, one run
@@ -45,6 +49,9 @@ type Job struct {
 	stream *Stream
 	logger *slog.Logger
 	m      *jobMetrics
+	// Examples is the directory of the feedback loop's example log
+	// (feedback.ExampleLog); when set, each run learns a ranker from it.
+	Examples string
 
 	ctx    context.Context // ends at Close: a run in progress stops
 	cancel context.CancelFunc
@@ -172,6 +179,13 @@ func (j *Job) once(ctx context.Context) (*Report, error) {
 		j.m.runs.WithLabelValues(result).Inc()
 		return nil, err
 	}
+	var ranked *RankerReport
+	if j.Examples != "" {
+		if ranked, err = j.rank(ctx, res.Set); err != nil {
+			j.m.runs.WithLabelValues("error").Inc()
+			return nil, err
+		}
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err // closed while training: nothing is promoted
 	}
@@ -182,7 +196,7 @@ func (j *Job) once(ctx context.Context) (*Report, error) {
 	}
 	rep := &Report{Model: man.Name, Serving: res.Serving, Events: res.Events, Items: res.Items,
 		ValidationUsers: res.ValidationUsers, Validation: res.Validation, Components: man.Components, StreamWeight: man.StreamWeight, Tuned: man.Tuned,
-		Skipped: res.Skipped, ReadSeconds: read.Seconds(), TrainSeconds: res.Took.Seconds(), Finished: time.Now().UTC()}
+		Skipped: res.Skipped, Ranker: ranked, ReadSeconds: read.Seconds(), TrainSeconds: res.Took.Seconds(), Finished: time.Now().UTC()}
 	j.m.runs.WithLabelValues("ok").Inc()
 	j.m.duration.Observe(time.Since(start).Seconds())
 	j.m.lastSuccess.SetToCurrentTime()
@@ -190,6 +204,24 @@ func (j *Job) once(ctx context.Context) (*Report, error) {
 	j.logger.Info("trained models", "model", man.Name, "serving", res.Serving, "events", res.Events, "items", res.Items,
 		"read_s", read.Seconds(), "train_s", res.Took.Seconds())
 	return rep, nil
+}
+
+// rank learns the ranker from the example log and gives it to set when it
+// earned its place on validation.
+func (j *Job) rank(ctx context.Context, set *model.Set) (*RankerReport, error) {
+	var exs []feedback.Example
+	skipped, err := feedback.ReadExamples(j.Examples, func(ex *feedback.Example) error {
+		exs = append(exs, *ex)
+		return ctx.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("train: reading ranking examples: %w", err)
+	}
+	r, rep := TrainRanker(exs, j.cfg.Ranker)
+	rep.Skipped = skipped
+	set.Ranker = r
+	j.logger.Info("trained ranker", "lists", rep.Lists, "pairs", rep.Pairs, "chosen", rep.Chosen, "reason", rep.Reason)
+	return &rep, nil
 }
 
 // Every runs the job every interval until ctx ends; a failed run is logged

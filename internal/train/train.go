@@ -37,6 +37,9 @@ type Config struct {
 	// server uses while the blend serves; false keeps the recommend
 	// section's. Only when the catalogue has categories.
 	TuneCategories bool `yaml:"tune_categories" json:"tune_categories"`
+	// Ranker trains the learned ranker from the lists the server logged
+	// (Job.Examples), after the blend.
+	Ranker RankerConfig `yaml:"ranker" json:"ranker"`
 }
 
 // DefaultConfig is what `ripple train`, the server and `ripple eval` use.
@@ -51,6 +54,7 @@ func DefaultConfig() Config {
 		// More information must never make the server worse: whether and
 		// how much categories help is measured on each catalogue.
 		TuneCategories: true,
+		Ranker:         DefaultRankerConfig(),
 	}
 }
 
@@ -71,6 +75,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("train: top_n must be 1..5000")
 	case c.History < 1 || c.History > 1000 || c.TuneUsers < 0:
 		return fmt.Errorf("train.history must be 1..1000 and tune_users not negative")
+	case c.Ranker.MinLists < 1 || bad01(c.Ranker.Validation) || c.Ranker.Validation == 0 || c.Ranker.Validation == 1 ||
+		math.IsNaN(c.Ranker.L2) || c.Ranker.L2 < 0 || c.Ranker.Iterations < 1 || c.Ranker.Iterations > 100_000:
+		return fmt.Errorf("train.ranker: min_lists and iterations (at most 100000) must be at least 1, validation in (0, 1), l2 not negative")
 	case c.Validation != ValidateLast && c.Validation != ValidateRandom:
 		return fmt.Errorf("train.validation must be %s or %s, got %q", ValidateLast, ValidateRandom, c.Validation)
 	}

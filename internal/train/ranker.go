@@ -1,0 +1,300 @@
+package train
+
+import (
+	"cmp"
+	"math"
+	"slices"
+
+	"github.com/ripple-rec/ripple/internal/feedback"
+	"github.com/ripple-rec/ripple/internal/model"
+)
+
+// RankerConfig sets how the learned ranker is trained from logged served
+// lists (feedback.Example).
+type RankerConfig struct {
+	// MinLists is the fewest engaged lists it trains on; below it no ranker
+	// is learnt.
+	MinLists int `yaml:"min_lists"`
+	// Validation is the share of the newest lists held out to decide
+	// whether the ranker serves.
+	Validation float64 `yaml:"validation"`
+	// L2 is the weight decay.
+	L2 float64 `yaml:"l2"`
+	// Iterations of full-batch gradient descent.
+	Iterations int `yaml:"iterations"`
+}
+
+// DefaultRankerConfig: 200 lists, the newest 20% held out.
+func DefaultRankerConfig() RankerConfig {
+	return RankerConfig{MinLists: 200, Validation: 0.2, L2: 1e-3, Iterations: 300}
+}
+
+// RankerReport is what training the ranker found.
+type RankerReport struct {
+	Lists      int `json:"lists"`
+	Train      int `json:"train_lists"`
+	Validation int `json:"validation_lists"`
+	Pairs      int `json:"pairs"`
+	// Skipped counts example lines that did not decode.
+	Skipped int `json:"skipped,omitempty"`
+	// Propensity is the estimated examination probability per position
+	// (1-based index + 1), relative to position 1.
+	Propensity []float64 `json:"propensity,omitempty"`
+	// Scores are each ordering's counterfactual DCG@10 on the validation
+	// lists: "served" (the order shown), each feature alone, "pairwise".
+	Scores []RankerScore `json:"scores,omitempty"`
+	// Chosen is what reorders the blend from now on: "pairwise", a single
+	// feature that beat it, or "" when the served order stays.
+	Chosen string `json:"chosen"`
+	Reason string `json:"reason"`
+}
+
+// RankerScore is one ordering's validation score.
+type RankerScore struct {
+	Ranking string  `json:"ranking"`
+	DCG10   float64 `json:"ips_dcg@10"`
+}
+
+// maxPairs bounds the training pairs (the newest are kept).
+const maxPairs = 2_000_000
+
+// TrainRanker learns a linear ranker over the served feature vectors from
+// engaged lists: pairwise logistic loss (a more engaged item should score
+// above a less engaged one shown in the same list), each pair weighed by
+// the inverse of the examination propensity of the engaged item's
+// position, so items users did not look at do not count as rejected. The
+// newest lists are held out: the ranker is returned only when its
+// counterfactual DCG@10 there beats the served order and every single
+// feature; otherwise the best of those is (a single feature, as a ranker
+// weighing only it) or nothing (the served order stays), and the report
+// says which and why.
+func TrainRanker(exs []feedback.Example, cfg RankerConfig) (*model.Ranker, RankerReport) {
+	rep := RankerReport{Lists: len(exs)}
+	if cfg.MinLists <= 0 {
+		cfg = DefaultRankerConfig()
+	}
+	if len(exs) < cfg.MinLists {
+		rep.Reason = "too few engaged lists logged to learn from"
+		return nil, rep
+	}
+	exs = slices.Clone(exs)
+	slices.SortStableFunc(exs, func(a, b feedback.Example) int { return cmp.Compare(a.At, b.At) })
+	nv := max(1, int(float64(len(exs))*cfg.Validation))
+	fit, valid := exs[:len(exs)-nv], exs[len(exs)-nv:]
+	rep.Train, rep.Validation = len(fit), len(valid)
+	prop := propensities(fit)
+	rep.Propensity = prop
+
+	r := &model.Ranker{Features: slices.Clone(model.RankFeatures), Source: "pairwise"}
+	r.Mean, r.Scale = standardise(fit)
+	r.Weights, rep.Pairs = fitPairwise(fit, prop, r, cfg)
+
+	scores := []RankerScore{{"served", counterfactualDCG(valid, prop, func(_ *feedback.Shown, pos int) float64 { return -float64(pos) })}}
+	for f, name := range model.RankFeatures {
+		scores = append(scores, RankerScore{name, counterfactualDCG(valid, prop, func(s *feedback.Shown, _ int) float64 { return s.X[f] })})
+	}
+	learned := counterfactualDCG(valid, prop, func(s *feedback.Shown, _ int) float64 { return r.Score(&s.X) })
+	scores = append(scores, RankerScore{"pairwise", learned})
+	rep.Scores = scores
+
+	best := 0
+	for i, s := range scores[:len(scores)-1] {
+		if s.DCG10 > scores[best].DCG10 {
+			best = i
+		}
+	}
+	switch {
+	case learned > scores[best].DCG10:
+		rep.Chosen, rep.Reason = "pairwise", "the learned ranker beats the served order and every single feature on validation"
+		return r, rep
+	case best == 0:
+		rep.Reason = "the served order is at least as good as the learned ranker and every single feature on validation"
+		return nil, rep
+	}
+	// A single feature beat the served order and the learned weights:
+	// serve by it alone, and say so.
+	f := best - 1
+	one := &model.Ranker{Features: slices.Clone(model.RankFeatures), Mean: make([]float64, model.NumRankFeatures),
+		Scale: slices.Repeat([]float64{1}, model.NumRankFeatures), Weights: make([]float64, model.NumRankFeatures),
+		Source: model.RankFeatures[f]}
+	one.Weights[f] = 1
+	rep.Chosen = one.Source
+	rep.Reason = "the learned ranker did not beat " + one.Source + " alone on validation: serving falls back to it"
+	return one, rep
+}
+
+// maxPosition is the deepest position estimated separately; deeper ones
+// share its propensity.
+const maxPosition = 50
+
+// minShown is how many lists must reach a position for its propensity to
+// be estimated; shallower evidence keeps the previous position's.
+const minShown = 20
+
+// propensities estimates each position's examination probability relative
+// to position 1 by the ratio of engagement rates (the estimator the
+// feedback report uses), made non-increasing and clipped at 0.05 so no
+// pair weighs more than 20 times another.
+func propensities(exs []feedback.Example) []float64 {
+	var shown, engaged [maxPosition]float64
+	for i := range exs {
+		for p, s := range exs[i].Items {
+			p = min(p, maxPosition-1)
+			shown[p]++
+			if s.Label > 0 {
+				engaged[p]++
+			}
+		}
+	}
+	out := make([]float64, 0, maxPosition)
+	base := 0.0
+	if shown[0] > 0 {
+		base = engaged[0] / shown[0]
+	}
+	prev := 1.0
+	for p := range maxPosition {
+		if shown[p] == 0 {
+			break
+		}
+		v := prev
+		if p > 0 && shown[p] >= minShown && base > 0 {
+			v = min(prev, max(engaged[p]/shown[p]/base, 0.05))
+		}
+		out = append(out, v)
+		prev = v
+	}
+	return out
+}
+
+func propensity(prop []float64, pos int) float64 {
+	if len(prop) == 0 {
+		return 1
+	}
+	return prop[min(pos, len(prop)-1)]
+}
+
+// standardise returns each feature's mean and standard deviation over the
+// shown items (1 where a feature does not vary).
+func standardise(exs []feedback.Example) (mean, scale []float64) {
+	mean, scale = make([]float64, model.NumRankFeatures), make([]float64, model.NumRankFeatures)
+	n := 0.0
+	for i := range exs {
+		for _, s := range exs[i].Items {
+			n++
+			for f, v := range s.X {
+				mean[f] += v
+			}
+		}
+	}
+	for f := range mean {
+		mean[f] /= max(n, 1)
+	}
+	for i := range exs {
+		for _, s := range exs[i].Items {
+			for f, v := range s.X {
+				scale[f] += (v - mean[f]) * (v - mean[f])
+			}
+		}
+	}
+	for f := range scale {
+		scale[f] = math.Sqrt(scale[f] / max(n, 1))
+		if !(scale[f] > 1e-12) || math.IsInf(scale[f], 0) {
+			scale[f] = 1
+		}
+	}
+	return mean, scale
+}
+
+// pair is a standardised feature difference (more engaged minus less) and
+// its weight.
+type pair struct {
+	d [model.NumRankFeatures]float64
+	w float64
+}
+
+// fitPairwise minimises Σ w·log(1+exp(−v·d)) + L2·|v|² by full-batch
+// gradient descent with momentum over the pairs of every list.
+func fitPairwise(exs []feedback.Example, prop []float64, r *model.Ranker, cfg RankerConfig) ([]float64, int) {
+	var pairs []pair
+	for k := len(exs) - 1; k >= 0 && len(pairs) < maxPairs; k-- { // newest first
+		items := exs[k].Items
+		for i := range items {
+			if items[i].Label <= 0 {
+				continue
+			}
+			w := (items[i].Label) / propensity(prop, i)
+			for j := range items {
+				if items[j].Label >= items[i].Label {
+					continue
+				}
+				var p pair
+				for f := range p.d {
+					p.d[f] = (items[i].X[f] - items[j].X[f]) / r.Scale[f]
+				}
+				p.w = w * (items[i].Label - items[j].Label) / items[i].Label
+				pairs = append(pairs, p)
+			}
+		}
+	}
+	v := make([]float64, model.NumRankFeatures)
+	if len(pairs) == 0 {
+		return v, 0
+	}
+	total := 0.0
+	for _, p := range pairs {
+		total += p.w
+	}
+	var vel, grad [model.NumRankFeatures]float64
+	const lr, momentum = 0.5, 0.9
+	for range max(cfg.Iterations, 1) {
+		grad = [model.NumRankFeatures]float64{}
+		for _, p := range pairs {
+			m := 0.0
+			for f, d := range p.d {
+				m += v[f] * d
+			}
+			// d/dv log(1+exp(−m)) = −σ(−m)·d
+			g := p.w / (1 + math.Exp(m))
+			for f, d := range p.d {
+				grad[f] -= g * d
+			}
+		}
+		for f := range v {
+			grad[f] = grad[f]/total + 2*cfg.L2*v[f]
+			vel[f] = momentum*vel[f] - lr*grad[f]
+			v[f] += vel[f]
+		}
+	}
+	return v, len(pairs)
+}
+
+// counterfactualDCG is the mean DCG@10 of reordering each list's shown
+// items by score (ties keep the served order), each engagement's gain
+// divided by the propensity of the position it was engaged at: under the
+// position-based model, an unbiased estimate of how the reordering would
+// have done. (Normalising per list by the list's own ideal would cancel
+// the propensity in a list with one engagement and favour the served
+// order.)
+func counterfactualDCG(exs []feedback.Example, prop []float64, score func(s *feedback.Shown, pos int) float64) float64 {
+	if len(exs) == 0 {
+		return 0
+	}
+	sum := 0.0
+	var order []int
+	for k := range exs {
+		items := exs[k].Items
+		order = order[:0]
+		for i := range items {
+			order = append(order, i)
+		}
+		slices.SortStableFunc(order, func(a, b int) int {
+			return cmp.Compare(score(&items[b], b), score(&items[a], a))
+		})
+		for rank, i := range order[:min(10, len(order))] {
+			if l := items[i].Label; l > 0 {
+				sum += (math.Exp2(l) - 1) / propensity(prop, i) / math.Log2(float64(rank)+2)
+			}
+		}
+	}
+	return sum / float64(len(exs))
+}
