@@ -146,10 +146,7 @@ func (m *MF) Rank(_ context.Context, c *Case, n int) ([]features.Scored, error) 
 	if !ok {
 		return nil, nil
 	}
-	seen := make(map[string]bool, len(c.History))
-	for _, h := range c.History {
-		seen[h] = true
-	}
+	seen := excluded(c)
 	xu := m.x[u*m.f : (u+1)*m.f]
 	all := make([]features.Scored, 0, len(m.items))
 	for i, id := range m.items {
