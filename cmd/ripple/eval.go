@@ -37,7 +37,7 @@ ranks each user's held-out item with the serving pipeline and a leak-free
 PopRec, under leave-one-out with full ranking (the protocol of the S3-Rec and
 SASRec papers). It also trains the item–item models on the training input (tuned on each
 user's last training event, never the target) and evaluates the trained blend through the
-same pipeline, and, on catalogues of at most 5,000 items, an implicit-ALS matrix
+same pipeline, and, when users × items is at most 50M (not on the Amazon sets), an implicit-ALS matrix
 factorisation baseline. Beside HR@K and NDCG@K it reports, on each user's top 10,
 catalogue coverage, novelty and (when the dataset has item categories) intra-list
 diversity. It prints a Markdown table and writes <report-dir>/<dataset>-<protocol>.md,

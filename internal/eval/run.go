@@ -52,7 +52,7 @@ type Options struct {
 	// models with its train config and serves through its recommend config.
 	Variants []Variant
 	// MF shapes the matrix-factorisation baseline (nil: DefaultMFParams);
-	// it runs when the catalogue has at most MF.MaxItems items.
+	// it runs when evaluated users × items is at most MF.MaxScores.
 	MF *MFParams
 	// Progress, when set, is told how far each stage ("replay", then one
 	// per model) has got. Calls never overlap and done never decreases
@@ -257,7 +257,7 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		// MF has no factors for a session it never trained on; session-rec
 		// compares with these instead.
 		models = append(models, entry{ModelSR, NewSessionRules(h.Train)}, entry{ModelSPop, NewSessionPop(h.Train)})
-	} else if d.Items <= mfp.MaxItems {
+	} else if len(cases)*d.Items <= mfp.MaxScores {
 		models = append(models, entry{ModelMF, NewMF(h.Train, mfp)})
 	}
 	models = append(models, entry{ModelPopRec, NewPopRec(h.Train)})
