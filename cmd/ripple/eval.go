@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/ripple-rec/ripple/internal/eval"
+	"github.com/ripple-rec/ripple/internal/event"
 )
 
 func init() {
@@ -35,7 +37,7 @@ ranks each user's held-out item with the serving pipeline and a leak-free
 PopRec, under leave-one-out with full ranking (the protocol of the S3-Rec and
 SASRec papers). It also trains the item–item models on the training input (tuned on each
 user's last training event, never the target) and evaluates the trained blend through the
-same pipeline, and, on catalogues of at most 5,000 items, an implicit-ALS matrix
+same pipeline, and, when users × items is at most 50M (not on the Amazon sets), an implicit-ALS matrix
 factorisation baseline. Beside HR@K and NDCG@K it reports, on each user's top 10,
 catalogue coverage, novelty and (when the dataset has item categories) intra-list
 diversity. It prints a Markdown table and writes <report-dir>/<dataset>-<protocol>.md,
@@ -47,16 +49,31 @@ a server would be sent its catalogue, before the training input. --no-categories
 withholds them from Ripple (they still measure diversity); its reports are named
 <dataset>-<protocol>-nocat.
 
+The public session and behaviour datasets are read as their sources prescribe.
+Taobao UserBehavior (UserBehavior*.csv): rows outside 2017-11-25..2017-12-03 (UTC+8)
+are dropped, pv/cart/buy are view/cart/purchase and fav counts as cart (the same
+intent: saved, not bought); category_id is the item's category; leave-one-out.
+YooChoose (session-rec's yoochoose-clicks-*_train_full.txt and _test.txt; pass
+either file or their folder) and Diginetica (train-item-views.csv, through SR-GNN's
+preprocessing: length-1 sessions and items seen fewer than 5 times dropped, the last
+7 days of sessions are the test set) are evaluated with the session protocol: each
+session is a user, every prefix of a test session predicts the next item, the
+session's items stay in the ranking, HR@K and MRR@K over all predictions, beside
+PopRec and session-rec's SR and S-POP baselines.
+
 --compare FILE (repeatable) evaluates further configurations in the same run: each FILE
 is a serve config (YAML) whose recommend: and train: sections override the defaults; it
 is reported under the file's name.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if protocol != eval.ProtocolLOO && protocol != eval.ProtocolStratified {
-				return fmt.Errorf("unknown protocol %q (accepted: %s, %s)", protocol, eval.ProtocolLOO, eval.ProtocolStratified)
+			if protocol != "" && !slices.Contains(eval.Protocols, protocol) {
+				return fmt.Errorf("unknown protocol %q (accepted: %s)", protocol, strings.Join(eval.Protocols, ", "))
 			}
 			sp, err := eval.ParseSplit(split)
 			if err != nil {
+				return err
+			}
+			if dataset, err = eval.DatasetFile(dataset); err != nil {
 				return err
 			}
 			if format == "" {
@@ -110,9 +127,10 @@ is reported under the file's name.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&dataset, "dataset", "", "dataset file (required)")
-	f.StringVar(&format, "format", "", "seq, movielens, csv or ndjson (default: inferred from the file name)")
-	f.StringVar(&protocol, "protocol", eval.ProtocolLOO, "evaluation protocol: loo (leave-one-out, full ranking) or stratified (per-user random 75/25, every held-out item relevant)")
+	f.StringVar(&dataset, "dataset", "", "dataset file, or a folder holding one (required)")
+	f.StringVar(&format, "format", "", strings.Join(event.Formats, ", ")+" (default: inferred from the file name)")
+	f.StringVar(&protocol, "protocol", "", "evaluation protocol: loo (leave-one-out, full ranking), stratified (per-user random 75/25, every held-out item relevant) "+
+		"or session (every prefix of a test session predicts its next item; yoochoose, diginetica) (default: session for datasets split into training and test sessions, else loo)")
 	f.StringVar(&split, "split", string(eval.SplitTest), "test (last item) or valid (second-to-last item)")
 	f.StringVar(&reportDir, "report-dir", "./eval-reports", "directory for the .md and .json reports")
 	f.StringVar(&name, "name", "", "dataset name in reports (default: from the file name)")

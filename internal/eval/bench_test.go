@@ -27,7 +27,7 @@ func benchCases(b *testing.B, rel string) ([]Case, map[string]ranker) {
 	}
 	engine.RefreshTrending()
 	return h.Cases, map[string]ranker{
-		"serving": Serving{recommend.New(engine, recommend.DefaultConfig())},
+		"serving": Serving{Pipeline: recommend.New(engine, recommend.DefaultConfig())},
 		"poprec":  NewPopRec(h.Train),
 	}
 }

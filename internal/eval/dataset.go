@@ -21,8 +21,14 @@ type Dataset struct {
 	Source string // the file it was read from
 	Format string
 	Users  []Sequence // in order of first appearance in the file
-	Items  int        // distinct items: the catalogue that coverage divides by
+	// Test are the held-out sessions of a dataset its source splits into
+	// training and test sessions (YooChoose, Diginetica); Users are then
+	// the training sessions. Nil for the others.
+	Test   []Sequence
+	Items  int // distinct items: the catalogue that coverage divides by
 	Events int
+	// Notes say what loading dropped or prepared, for the report.
+	Notes []string
 	// Categories is the item metadata shipped beside the file (nil: none).
 	Categories *Categories
 	// ReadTime is how long reading and grouping the file took.
@@ -37,24 +43,69 @@ type Sequence struct {
 }
 
 // LoadFile reads a dataset file in one of event.Formats, with the item
-// categories shipped beside it (LoadCategories), and names it after the file.
+// categories shipped beside it (LoadCategories), and names it after the
+// file. The public datasets get what their sources prescribe: Taobao's
+// rows outside its documented window are dropped and its category column
+// is item metadata; a YooChoose file brings the other file of its
+// session-rec split; Diginetica goes through SR-GNN's preprocessing.
 func LoadFile(path, format string) (*Dataset, error) {
 	start := time.Now()
-	f, err := os.Open(path)
+	var d *Dataset
+	var err error
+	switch format {
+	case event.FormatTaobao:
+		d, err = loadTaobao(path)
+	case event.FormatYooChoose:
+		d, err = loadYooChoose(path)
+	default:
+		d, err = readSessions(path, format)
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	d, err := Read(f, format)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	if d.Name == "" {
+		d.Name, d.Source = DatasetName(path), path
 	}
-	d.Name, d.Source = DatasetName(path), path
-	if d.Categories, err = LoadCategories(path); err != nil {
-		return nil, err
+	d.Format = format
+	if d.Categories == nil {
+		if d.Categories, err = LoadCategories(path); err != nil {
+			return nil, err
+		}
+	}
+	if format == event.FormatDiginetica {
+		d = PreprocessSRGNN(d)
 	}
 	d.ReadTime = time.Since(start)
 	return d, nil
+}
+
+// DatasetFile is the file to load for path: path itself, or, for a folder,
+// the one dataset file in it whose format its name tells (for a
+// session-rec YooChoose folder, the final training file).
+func DatasetFile(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil || !st.IsDir() {
+		return path, err
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || event.FormatFromName(name) == "" {
+			continue
+		}
+		if event.FormatFromName(name) == event.FormatYooChoose && !strings.HasSuffix(name, yooChoosePairs[0].train) {
+			continue // the other files of the split come with it
+		}
+		found = append(found, filepath.Join(path, name))
+	}
+	if len(found) != 1 {
+		return "", fmt.Errorf("%s: a folder must hold exactly one dataset file whose format its name tells, found %d %v: pass the file", path, len(found), found)
+	}
+	return found[0], nil
 }
 
 // Read reads a dataset in one of event.Formats.
@@ -132,11 +183,17 @@ type Case struct {
 	// Targets, when set, are all the held-out items (stratified protocol);
 	// Target is then empty.
 	Targets []string
+	// Input are the events behind History when they are not training
+	// input (a test session): a model learns them from the case.
+	Input []event.Interaction
+	// IncludeSeen keeps History in the ranking: the session protocol
+	// predicts the next click, which may return to an item.
+	IncludeSeen bool
 }
 
 // TargetInHistory reports a repeat consumption: the user had already seen
-// the target. The protocol excludes history from the ranking, so such a
-// target can never be hit.
+// the target. Unless the case keeps history in the ranking, such a target
+// can never be hit.
 func (c *Case) TargetInHistory() bool { return slices.Contains(c.History, c.Target) }
 
 // Holdout is a dataset split into training input and evaluation cases.
@@ -149,7 +206,12 @@ type Holdout struct {
 	// Skipped counts users with fewer than MinEvents events. They are not
 	// evaluated, but all their events are training input: they hold no
 	// evaluated target, and a live system would have learnt from them too.
+	// Under the session protocol it counts test sessions left with fewer
+	// than 2 events.
 	Skipped int
+	// Sessions are the test sessions evaluated (session protocol);
+	// RemovedUnknown their events of items absent from training.
+	Sessions, RemovedUnknown int
 }
 
 // SplitStratified holds out, per user, a random (1-ratio) share of their
@@ -198,12 +260,7 @@ func (d *Dataset) SplitStratified(ratio float64, seed uint64) (*Holdout, error) 
 		}
 		h.Cases = append(h.Cases, c)
 	}
-	slices.SortStableFunc(train, func(a, b event.Interaction) int {
-		if c := cmp.Compare(a.TS, b.TS); c != 0 {
-			return c
-		}
-		return strings.Compare(a.User, b.User)
-	})
+	sortForReplay(train)
 	h.Train = train
 	return h, nil
 }

@@ -33,8 +33,8 @@ var htmlPage = template.Must(template.New("report").Parse(`<!doctype html>
 <style>body{font:14px system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}
 pre{white-space:pre-wrap;background:#f6f6f6;padding:1em}.plots{display:flex;gap:2em;flex-wrap:wrap}</style></head>
-<body><h1>{{.R.Dataset}}: leave-one-out, full ranking ({{.R.Split}} split)</h1>
-<p>Generated {{.Generated}}; {{.R.Counts.Evaluated}} users evaluated; each model ranks the whole catalogue with the user's history excluded; ties count against the target.</p>
+<body><h1>{{.R.Dataset}}: {{.R.Title}} ({{.R.Split}} split)</h1>
+<p>Generated {{.Generated}}; {{.R.Counts.Evaluated}} cases evaluated; each model ranks the whole catalogue{{if .R.Counts.TestSessions}} with the session's own items kept{{else}} with the user's history excluded{{end}}; ties count against the target.</p>
 {{.Table}}
 <h2>Models at 10</h2>
 {{.Compare}}

@@ -112,6 +112,9 @@ type AtK struct {
 	NDCG      float64 `json:"ndcg"`
 	Precision float64 `json:"precision"`
 	Recall    float64 `json:"recall"`
+	// MRR is the mean reciprocal rank of the first relevant item, 0 when
+	// it ranks below K (session-rec's and SR-GNN's MRR@K).
+	MRR float64 `json:"mrr"`
 }
 
 // HR is the hit rate at cutoff k (0 for a cutoff not computed).
@@ -119,6 +122,9 @@ func (m *Metrics) HR(k int) float64 { return m.at(k).HR }
 
 // NDCG is the normalised discounted cumulative gain at cutoff k.
 func (m *Metrics) NDCG(k int) float64 { return m.at(k).NDCG }
+
+// MRR is the mean reciprocal rank at cutoff k.
+func (m *Metrics) MRR(k int) float64 { return m.at(k).MRR }
 
 func (m *Metrics) at(k int) AtK {
 	for _, a := range m.At {
@@ -135,7 +141,7 @@ func at(outs []outcome, k int) AtK {
 	if len(outs) == 0 {
 		return a
 	}
-	var ndcg, prec, rec float64
+	var ndcg, prec, rec, mrr float64
 	for _, o := range outs {
 		ranks, n := o.ranks, o.n
 		if n == 0 { // one target, known by rank alone
@@ -160,11 +166,12 @@ func at(outs []outcome, k int) AtK {
 			ideal += Gain(i)
 		}
 		ndcg += dcg / ideal
+		mrr += 1 / float64(ranks[0]) // ranks ascend: the first is within k
 		prec += float64(in) / float64(k)
 		rec += float64(in) / float64(n)
 	}
 	n := float64(len(outs))
-	a.HR, a.NDCG, a.Precision, a.Recall = float64(a.Hits)/n, ndcg/n, prec/n, rec/n
+	a.HR, a.NDCG, a.Precision, a.Recall, a.MRR = float64(a.Hits)/n, ndcg/n, prec/n, rec/n, mrr/n
 	return a
 }
 

@@ -1,10 +1,8 @@
 package eval
 
 import (
-	"cmp"
 	"context"
-	"slices"
-	"strings"
+	"fmt"
 
 	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
@@ -19,6 +17,7 @@ import (
 // where ties against the target would put it anyway.
 type PopRec struct {
 	order []features.Scored // count desc, then id
+	count map[string]float64
 }
 
 // NewPopRec counts train.
@@ -27,45 +26,40 @@ func NewPopRec(train []event.Interaction) *PopRec {
 	for i := range train {
 		counts[train[i].Item]++
 	}
-	p := &PopRec{order: make([]features.Scored, 0, len(counts))}
+	p := &PopRec{order: make([]features.Scored, 0, len(counts)), count: make(map[string]float64, len(counts))}
 	for id, n := range counts {
 		p.order = append(p.order, features.Scored{ID: id, Score: float64(n)})
+		p.count[id] = float64(n)
 	}
-	slices.SortFunc(p.order, func(a, b features.Scored) int {
-		if c := cmp.Compare(b.Score, a.Score); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	sortScored(p.order)
 	return p
 }
 
-// Rank returns the n most popular items outside c.History.
+// Rank returns the n most popular items outside c.History (unless the
+// protocol keeps history in the ranking).
 func (p *PopRec) Rank(_ context.Context, c *Case, n int) ([]features.Scored, error) {
-	seen := make(map[string]struct{}, len(c.History))
-	for _, it := range c.History {
-		seen[it] = struct{}{}
-	}
-	out := make([]features.Scored, 0, n)
-	for _, s := range p.order {
-		if len(out) == n {
-			break
-		}
-		if _, ok := seen[s.ID]; !ok {
-			out = append(out, s)
-		}
-	}
-	return out, nil
+	return firstN(p.order, excluded(c), n), nil
 }
 
 // Serving evaluates the serving pipeline as the server runs it. Its engine
 // holds exactly the training input, so the pipeline's own seen filter is the
-// protocol's history exclusion.
-type Serving struct{ Pipeline *recommend.Pipeline }
+// protocol's history exclusion. A case with Input (a test session the
+// engine never saw) is served from that input alone (sessions).
+type Serving struct {
+	Pipeline *recommend.Pipeline
+	sessions *sessions
+}
 
-// Rank asks the pipeline for n items with seen items excluded.
+// Rank asks the pipeline for n items, seen items excluded unless the case
+// keeps them.
 func (s Serving) Rank(ctx context.Context, c *Case, n int) ([]features.Scored, error) {
-	resp := s.Pipeline.Recommend(ctx, recommend.Request{User: c.User, K: n})
+	if c.Input != nil {
+		if s.sessions == nil {
+			return nil, fmt.Errorf("case %s carries its input but the pipeline was not built to serve it", c.User)
+		}
+		ctx = s.sessions.with(ctx, c)
+	}
+	resp := s.Pipeline.Recommend(ctx, recommend.Request{User: c.User, K: n, IncludeSeen: c.IncludeSeen})
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

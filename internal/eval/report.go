@@ -24,7 +24,15 @@ const (
 	// per-user random 75/25 split, top 10, seen items removed, every
 	// held-out item relevant.
 	ProtocolStratified = "stratified"
+	// ProtocolSession is session-based next-item prediction (session-rec's
+	// evaluation, SR-GNN): every prefix of a test session predicts the
+	// next item, full ranking, history kept in the ranking; HR@20 and
+	// MRR@20 are the headline numbers.
+	ProtocolSession = "session"
 )
+
+// Protocols are the accepted protocol names.
+var Protocols = []string{ProtocolLOO, ProtocolStratified, ProtocolSession}
 
 // Report is the outcome of one run.
 type Report struct {
@@ -46,6 +54,8 @@ type Report struct {
 	VariantTraining []VariantTraining `json:"variant_training,omitempty"`
 	Workers         int               `json:"workers"`
 	Created         time.Time         `json:"created"`
+	// Notes say what loading dropped or prepared (Dataset.Notes).
+	Notes []string `json:"preprocessing,omitempty"`
 }
 
 // Counts describe the data behind the numbers.
@@ -60,8 +70,14 @@ type Counts struct {
 	// NotEvaluated users were eligible but left out by Options.LimitUsers.
 	NotEvaluated int `json:"users_not_evaluated"`
 	// TargetsInHistory are repeat consumptions: no model can hit them,
-	// since the protocol excludes history from the ranking.
+	// unless the protocol keeps history in the ranking (session).
 	TargetsInHistory int `json:"targets_in_history"`
+	// TestSessions are the test sessions evaluated (session protocol);
+	// each of their prefixes is an evaluated case, and SkippedShort counts
+	// the sessions left with fewer than 2 events once RemovedUnknown
+	// events, of items absent from training, were removed.
+	TestSessions   int `json:"test_sessions,omitempty"`
+	RemovedUnknown int `json:"test_events_unknown_item,omitempty"`
 }
 
 // ModelResult is one model's line in the report.
@@ -230,24 +246,40 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	if r.Split == SplitValid {
 		split = "validation split: the second-to-last item is the target, the input stops before it"
 	}
-	if r.Protocol == ProtocolStratified {
+	switch r.Protocol {
+	case ProtocolSession:
+		fmt.Fprintf(&b, "## %s — %s\n\n", r.Dataset, r.Title())
+		b.WriteString("Training sessions are the training input; each test session is revealed one event at a time and every prefix " +
+			"predicts the next item (session-rec's evaluation, SR-GNN's protocol). Full ranking; the session's own items stay in the " +
+			"ranking (a session may return to an item); ties count against the target; metrics average over all predictions. " +
+			"HR@20 is session-rec's HitRate@20 and SR-GNN's P@20.\n\n")
+	case ProtocolStratified:
 		fmt.Fprintf(&b, "## %s — stratified 75/25 split, top 10\n\n", r.Dataset)
 		b.WriteString("Per user, a random 75% of events (seed 42) is training input and the other items are all relevant " +
 			"(Microsoft Recommenders' protocol); full ranking, training items excluded, ties count against the targets.\n\n")
-	} else {
-		fmt.Fprintf(&b, "## %s — leave-one-out, full ranking\n\n", r.Dataset)
+	default:
+		fmt.Fprintf(&b, "## %s — %s\n\n", r.Dataset, r.Title())
 		fmt.Fprintf(&b, "%s; the user's history is excluded from the ranking; ties count against the target.\n\n", capitalize(split))
 	}
 
+	session := r.Protocol == ProtocolSession
 	b.WriteString("| model |")
 	for _, k := range Cutoffs {
 		fmt.Fprintf(&b, " HR@%d |", k)
+	}
+	if session {
+		for _, k := range Cutoffs {
+			fmt.Fprintf(&b, " MRR@%d |", k)
+		}
 	}
 	for _, k := range Cutoffs {
 		fmt.Fprintf(&b, " NDCG@%d |", k)
 	}
 	strat := r.Protocol == ProtocolStratified
 	extra := 0
+	if session {
+		extra = len(Cutoffs)
+	}
 	if strat {
 		b.WriteString(" P@10 | R@10 |")
 		extra = 2
@@ -258,6 +290,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		fmt.Fprintf(&b, "| %s |", m.Model)
 		for _, k := range Cutoffs {
 			fmt.Fprintf(&b, " %.4f |", m.HR(k))
+		}
+		if session {
+			for _, k := range Cutoffs {
+				fmt.Fprintf(&b, " %.4f |", m.MRR(k))
+			}
 		}
 		for _, k := range Cutoffs {
 			fmt.Fprintf(&b, " %.4f |", m.NDCG(k))
@@ -281,16 +318,32 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	b.WriteString("\n")
 
 	c := r.Counts
-	fmt.Fprintf(&b, "- users: %s, evaluated %s", thousands(c.Users), thousands(c.Evaluated))
-	if c.SkippedShort > 0 {
+	if session {
+		fmt.Fprintf(&b, "- sessions: %s training, %s test sessions evaluated as %s predictions (one per prefix); "+
+			"%s test events of items absent from training removed, then %s test sessions with fewer than 2 events dropped",
+			thousands(c.Users), thousands(c.TestSessions), thousands(c.Evaluated+c.NotEvaluated), thousands(c.RemovedUnknown), thousands(c.SkippedShort))
+		if c.NotEvaluated > 0 {
+			fmt.Fprintf(&b, "; only the first %s predictions evaluated (--limit-users)", thousands(c.Evaluated))
+		}
+	} else {
+		fmt.Fprintf(&b, "- users: %s, evaluated %s", thousands(c.Users), thousands(c.Evaluated))
+	}
+	if c.SkippedShort > 0 && !session {
 		fmt.Fprintf(&b, ", skipped with fewer than %d events %s (their events are training input)", MinEvents, thousands(c.SkippedShort))
 	}
-	if c.NotEvaluated > 0 {
+	if c.NotEvaluated > 0 && !session {
 		fmt.Fprintf(&b, ", not evaluated (--limit-users) %s", thousands(c.NotEvaluated))
 	}
 	fmt.Fprintf(&b, "; items: %s; events: %s, training input %s\n", thousands(c.Items), thousands(c.Events), thousands(c.TrainEvents))
 	b.WriteString(categoryLine(r.Categories))
-	fmt.Fprintf(&b, "- targets already in the user's history (repeat consumption, a miss for every model): %s\n", thousands(c.TargetsInHistory))
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "- preprocessing: %s\n", n)
+	}
+	if session {
+		fmt.Fprintf(&b, "- targets repeating an item of their prefix (ranked like any other item): %s\n", thousands(c.TargetsInHistory))
+	} else {
+		fmt.Fprintf(&b, "- targets already in the user's history (repeat consumption, a miss for every model): %s\n", thousands(c.TargetsInHistory))
+	}
 	b.WriteString("- targets tied with another item's score:")
 	for i, m := range r.Models {
 		sep := ","
@@ -301,7 +354,11 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	b.WriteString("\n")
 	if len(r.Models) > 0 && r.Models[0].Cold != nil {
-		fmt.Fprintf(&b, "- cold-start users (at most %d input events, %s of them), NDCG@10 / HR@10:", ColdEvents, thousands(r.Models[0].Cold.Users))
+		who := "cold-start users (at most %d input events, %s of them)"
+		if session {
+			who = "short prefixes (at most %d events, %s of them)"
+		}
+		fmt.Fprintf(&b, "- "+who+", NDCG@10 / HR@10:", ColdEvents, thousands(r.Models[0].Cold.Users))
 		for i, m := range r.Models {
 			if m.Cold == nil {
 				continue
@@ -340,6 +397,9 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	if tr := r.Training; tr != nil {
 		held := "each user's last training event"
+		if session {
+			held = "each training session's last event, history excluded"
+		}
 		if tr.Scheme == train.ValidateRandom {
 			held = "one random training event per user"
 		}
@@ -377,6 +437,17 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// Title names the protocol for headings.
+func (r *Report) Title() string {
+	switch r.Protocol {
+	case ProtocolSession:
+		return fmt.Sprintf("session-based next item, full ranking, K = %s", strings.Trim(strings.Join(strings.Fields(fmt.Sprint(Cutoffs)), ", "), "[]"))
+	case ProtocolStratified:
+		return "stratified 75/25 split, top 10"
+	}
+	return "leave-one-out, full ranking"
 }
 
 // categoryLine says what the ILD column measures and whether Ripple saw

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +30,8 @@ type ranker interface {
 // split with the shipped configuration.
 type Options struct {
 	Split Split // default SplitTest
-	// Protocol is ProtocolLOO (default) or ProtocolStratified.
+	// Protocol is ProtocolLOO, ProtocolStratified or ProtocolSession;
+	// empty: DefaultProtocol of the dataset.
 	Protocol string
 	// LimitUsers evaluates only the first N eligible users (0: all). The
 	// training input stays the whole split, so a limited run estimates the
@@ -50,7 +52,7 @@ type Options struct {
 	// models with its train config and serves through its recommend config.
 	Variants []Variant
 	// MF shapes the matrix-factorisation baseline (nil: DefaultMFParams);
-	// it runs when the catalogue has at most MF.MaxItems items.
+	// it runs when evaluated users × items is at most MF.MaxScores.
 	MF *MFParams
 	// Progress, when set, is told how far each stage ("replay", then one
 	// per model) has got. Calls never overlap and done never decreases
@@ -70,7 +72,19 @@ const (
 	ModelServing = "ripple " + recommend.Model
 	ModelTrained = "ripple trained"
 	ModelPopRec  = "PopRec (leak-free)"
+	ModelSR      = "SR (sequential rules)"
+	ModelSPop    = "S-POP"
 )
+
+// DefaultProtocol is the protocol d's source prescribes: the session
+// protocol for a dataset split into training and test sessions,
+// leave-one-out otherwise.
+func DefaultProtocol(d *Dataset) string {
+	if d.Test != nil {
+		return ProtocolSession
+	}
+	return ProtocolLOO
+}
 
 // Run evaluates the serving pipeline and PopRec on d under leave-one-out,
 // full ranking: it splits d, applies d's item categories to a fresh feature
@@ -100,17 +114,28 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 	start := time.Now()
 	var h *Holdout
 	var err error
+	if opt.Protocol == "" {
+		opt.Protocol = DefaultProtocol(d)
+	}
+	if d.Test != nil && opt.Protocol != ProtocolSession {
+		return nil, fmt.Errorf("%s is split into training and test sessions by its source: evaluate it with protocol %s", d.Name, ProtocolSession)
+	}
 	switch opt.Protocol {
-	case "", ProtocolLOO:
-		opt.Protocol = ProtocolLOO
+	case ProtocolLOO:
 		h, err = d.Split(opt.Split)
 	case ProtocolStratified:
 		if opt.Split != SplitTest {
 			return nil, fmt.Errorf("protocol %s has no validation split: the tuner holds out each user's last training event itself", ProtocolStratified)
 		}
 		h, err = d.SplitStratified(0.75, 42)
+	case ProtocolSession:
+		if opt.Split != SplitTest {
+			return nil, fmt.Errorf("protocol %s has no validation split: the tuner holds out each training session's last event itself; "+
+				"for session-rec's tuning split pass its train_tr file", ProtocolSession)
+		}
+		h, err = d.SplitSessions()
 	default:
-		err = fmt.Errorf("unknown protocol %q (accepted: %s, %s)", opt.Protocol, ProtocolLOO, ProtocolStratified)
+		err = fmt.Errorf("unknown protocol %q (accepted: %s)", opt.Protocol, strings.Join(Protocols, ", "))
 	}
 	if err != nil {
 		return nil, err
@@ -125,6 +150,13 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 	}
 	engine.RefreshTrending()
 	replayTime := time.Since(start)
+	sess := &sessions{base: engine, cfg: fcfg, items: make(map[string]event.Item, len(fed))}
+	for _, it := range fed {
+		sess.items[it.ID] = it
+	}
+	pipeline := func(rc recommend.Config) Serving {
+		return Serving{Pipeline: recommend.NewBound(sess.bind, rc), sessions: sess}
+	}
 
 	cases := h.Cases
 	if opt.LimitUsers > 0 && opt.LimitUsers < len(cases) {
@@ -137,7 +169,9 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		Counts: Counts{
 			Users: len(d.Users), Items: d.Items, Events: d.Events, TrainEvents: len(h.Train),
 			Evaluated: len(cases), SkippedShort: h.Skipped, NotEvaluated: len(h.Cases) - len(cases),
+			TestSessions: h.Sessions, RemovedUnknown: h.RemovedUnknown,
 		},
+		Notes: d.Notes,
 	}
 	for i := range cases {
 		if cases[i].TargetInHistory() {
@@ -155,7 +189,7 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		name string
 		r    ranker
 	}
-	models := []entry{{ModelServing, Serving{recommend.New(engine, rcfg)}}}
+	models := []entry{{ModelServing, pipeline(rcfg)}}
 	trained := func(label string, rc recommend.Config, tc *train.Config) error {
 		if tc == nil {
 			c := train.DefaultConfig()
@@ -189,9 +223,9 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 		} else {
 			r.VariantTraining = append(r.VariantTraining, VariantTraining{Name: label, Training: *trainingInfo(res)})
 		}
-		p := recommend.New(engine, rc)
-		p.Models = func() *model.Set { return res.Set }
-		models = append(models, entry{name, Serving{p}})
+		s := pipeline(rc)
+		s.Pipeline.Models = func() *model.Set { return res.Set }
+		models = append(models, entry{name, s})
 		return nil
 	}
 	if !opt.NoTrain {
@@ -208,7 +242,7 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 			// The streaming pipeline alone, served with the variant's
 			// recommend settings (what serves before the first training,
 			// and on nodes without models).
-			models = append(models, entry{ModelServing + " [" + v.Name + "]", Serving{recommend.New(engine, rc)}})
+			models = append(models, entry{ModelServing + " [" + v.Name + "]", pipeline(rc)})
 			continue
 		}
 		if err := trained(v.Name, rc, v.Train); err != nil {
@@ -219,7 +253,11 @@ func Run(ctx context.Context, d *Dataset, opt Options) (*Report, error) {
 	if opt.MF != nil {
 		mfp = *opt.MF
 	}
-	if d.Items <= mfp.MaxItems {
+	if opt.Protocol == ProtocolSession {
+		// MF has no factors for a session it never trained on; session-rec
+		// compares with these instead.
+		models = append(models, entry{ModelSR, NewSessionRules(h.Train)}, entry{ModelSPop, NewSessionPop(h.Train)})
+	} else if len(cases)*d.Items <= mfp.MaxScores {
 		models = append(models, entry{ModelMF, NewMF(h.Train, mfp)})
 	}
 	models = append(models, entry{ModelPopRec, NewPopRec(h.Train)})
@@ -325,7 +363,7 @@ func evaluateCase(ctx context.Context, r ranker, c *Case) (outcome, error) {
 		if i < CoverageK {
 			o.top = append(o.top, s.ID)
 		}
-		if slices.Contains(c.History, s.ID) {
+		if !c.IncludeSeen && slices.Contains(c.History, s.ID) {
 			o.leaked++
 		}
 	}

@@ -100,7 +100,7 @@ func TestServingExcludesHistory(t *testing.T) {
 		t.Fatal("q has no co-visited neighbours")
 	}
 	c := &Case{User: "e1", History: []string{"p", "q"}, Target: "r"}
-	got, err := Serving{recommend.New(engine, recommend.DefaultConfig())}.Rank(context.Background(), c, Depth)
+	got, err := Serving{Pipeline: recommend.New(engine, recommend.DefaultConfig())}.Rank(context.Background(), c, Depth)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 )
 
@@ -43,6 +44,26 @@ func rewrite(format string, events []Interaction) (out []byte, ok bool) {
 		buf.WriteString("userId\tmovieId\trating\ttimestamp\n")
 		for _, e := range events {
 			buf.WriteString(e.User + "\t" + e.Item + "\t" + strconv.FormatFloat(e.Value, 'g', -1, 64) + "\t" + strconv.FormatInt(e.TS/1000, 10) + "\n")
+		}
+	case FormatTaobao:
+		behaviour := map[string]string{"view": "pv", "cart": "cart", "purchase": "buy"}
+		for _, e := range events {
+			buf.WriteString(e.User + "," + e.Item + ",c," + behaviour[e.Type] + "," + strconv.FormatInt(e.TS/1000, 10) + "\n")
+		}
+	case FormatYooChoose:
+		buf.WriteString("SessionId\tItemId\tTime\n")
+		for _, e := range events {
+			if e.TS <= -1e14 || e.TS >= 1e14 { // beyond what ParseTime reads as unix seconds
+				return nil, false
+			}
+			buf.WriteString(e.Session + "\t" + e.Item + "\t" + strconv.FormatFloat(float64(e.TS)/1000, 'f', 3, 64) + "\n")
+		}
+	case FormatDiginetica:
+		buf.WriteString("session_id;user_id;item_id;timeframe;eventdate\n")
+		for _, e := range events {
+			day := e.TS - ((e.TS%DayMillis)+DayMillis)%DayMillis
+			date := time.UnixMilli(day).UTC().Format(time.DateOnly)
+			buf.WriteString(e.Session + ";NA;" + e.Item + ";" + strconv.FormatInt(e.TS-day, 10) + ";" + date + "\n")
 		}
 	case FormatSeq:
 		for i, e := range events {
@@ -83,6 +104,16 @@ func checkFormatShape(t *testing.T, format string, events []Interaction) {
 			if e.Type == "" {
 				t.Fatalf("csv event %d has no type", i)
 			}
+		case FormatTaobao:
+			if (e.Type != "view" && e.Type != "cart" && e.Type != "purchase") || e.TS%1000 != 0 || e.User == "" || e.Item == "" {
+				t.Fatalf("taobao event %d: %+v", i, e)
+			}
+		case FormatYooChoose, FormatDiginetica:
+			// A session is the user; clicks and views are the only types.
+			want := map[string]string{FormatYooChoose: "click", FormatDiginetica: "view"}[format]
+			if e.Type != want || e.User != e.Session || e.User == "" || e.Item == "" {
+				t.Fatalf("%s event %d: %+v", format, i, e)
+			}
 		}
 	}
 }
@@ -110,6 +141,14 @@ func FuzzReadFile(f *testing.F) {
 		{FormatMovieLens, "1\t2\t5\t18446745790909552\n"}, // wrapped into 2024-06-01 before the range check
 		{FormatMovieLens, "1\t2\tfive\t881250949\n1\t2\n"},
 		{FormatSeq, "u1 a b c\n\nu2\tx  y\n"},
+		{FormatTaobao, "1,2268318,2520377,pv,1511544070\n1,2333346,2520771,fav,1511561733\r\n\n2,5,6,buy,1511572885\n"},
+		{FormatTaobao, "1,2,3,click,1511544070\n"},
+		{FormatTaobao, "1,2,3,pv\n"},
+		{FormatYooChoose, "SessionId\tItemId\tTime\n1\t214536502\t1396860669.277\n1\t214536506\t1396860886.998\n"},
+		{FormatYooChoose, "Time\tSessionId\tItemId\r\n2014-04-07T10:51:09.277Z\t1\t2\r\n"},
+		{FormatYooChoose, "1\t2\t3\n"},
+		{FormatDiginetica, "session_id;user_id;item_id;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n1;NA;31331;1031018;2016-05-09"},
+		{FormatDiginetica, "session_id;user_id;item_id;timeframe;eventdate\n1;NA;81766;-5;2016-05-09\n"},
 		{FormatSeq, "u\u00a0a\u2028b\n"},
 		{FormatSeq, "u1 a\nu2\n"},
 	}

@@ -115,8 +115,55 @@ func TestReadFile(t *testing.T) {
 			},
 		},
 		{name: "seq user without items", format: FormatSeq, in: "u1 a\nu2\n", wantErr: "line 2: invalid event"},
+		// --- taobao ---
+		{
+			name: "taobao, behaviours mapped, blank and CRLF lines", format: FormatTaobao,
+			in: "1,2268318,2520377,pv,1511544070\r\n\n1,2333346,2520771,fav,1511561733\n2,7,8,cart,1511561734\n2,7,8,buy,1511561735\n",
+			want: []Interaction{
+				{Type: "view", User: "1", Item: "2268318", TS: 1511544070000},
+				{Type: "cart", User: "1", Item: "2333346", TS: 1511561733000},
+				{Type: "cart", User: "2", Item: "7", TS: 1511561734000},
+				{Type: "purchase", User: "2", Item: "7", TS: 1511561735000},
+			},
+		},
+		{name: "taobao unknown behaviour names line", format: FormatTaobao, in: "1,2,3,pv,1511544070\n1,2,3,click,1511544070\n", wantErr: `line 2: invalid event: behavior_type "click" (expected pv, cart, fav or buy)`},
+		{name: "taobao header is not data", format: FormatTaobao, in: "user_id,item_id,category_id,behavior_type,timestamp\n", wantErr: `line 1: invalid event: behavior_type "behavior_type"`},
+		{name: "taobao too few fields", format: FormatTaobao, in: "1,2,3,pv\n", wantErr: "line 1: invalid event: expected user_id,item_id,category_id,behavior_type,unix_ts, got 4 fields"},
+		{name: "taobao empty item", format: FormatTaobao, in: "1,,3,pv,1511544070\n", wantErr: "line 1: invalid event: empty user or item id"},
+		{name: "taobao bad timestamp", format: FormatTaobao, in: "1,2,3,pv,1511544070.5\n", wantErr: `line 1: invalid event: timestamp "1511544070.5"`},
+		// --- yoochoose ---
+		{
+			name: "yoochoose session-rec file", format: FormatYooChoose,
+			in: "SessionId\tItemId\tTime\n1\t214536502\t1396860669.277\n\n1\t214536506\t1396860886\r\n",
+			want: []Interaction{
+				{Type: "click", User: "1", Session: "1", Item: "214536502", TS: 1396860669277},
+				{Type: "click", User: "1", Session: "1", Item: "214536506", TS: 1396860886000},
+			},
+		},
+		{
+			name: "yoochoose columns found by name", format: FormatYooChoose,
+			in:   "Time\tSessionId\tItemId\tCategory\n1396860669.277\ts\ti\t0\n",
+			want: []Interaction{{Type: "click", User: "s", Session: "s", Item: "i", TS: 1396860669277}},
+		},
+		{name: "yoochoose no header", format: FormatYooChoose, in: "1\t214536502\t1396860669.277\n", wantErr: `line 1: invalid event: header "1\t214536502\t1396860669.277" has no SessionId column`},
+		{name: "yoochoose empty", format: FormatYooChoose, in: "", wantErr: "line 1: invalid event: empty file, expected a header SessionId"},
+		{name: "yoochoose short line", format: FormatYooChoose, in: "SessionId\tItemId\tTime\n1\t2\t3\n1\t2\n", wantErr: "line 3: invalid event: 2 fields"},
+		{name: "yoochoose bad time", format: FormatYooChoose, in: "SessionId\tItemId\tTime\n1\t2\tnoon\n", wantErr: `line 2: invalid event: Time "noon"`},
+		{name: "yoochoose empty item", format: FormatYooChoose, in: "SessionId\tItemId\tTime\n1\t\t3\n", wantErr: "line 2: invalid event: empty SessionId or ItemId"},
+		// --- diginetica ---
+		{
+			name: "diginetica, no trailing newline", format: FormatDiginetica,
+			in: "session_id;user_id;item_id;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\r\n2;5;31331;0;2016-05-10",
+			want: []Interaction{
+				{Type: "view", User: "1", Session: "1", Item: "81766", TS: 1462752000000 + 526309},
+				{Type: "view", User: "2", Session: "2", Item: "31331", TS: 1462752000000 + DayMillis},
+			},
+		},
+		{name: "diginetica no header", format: FormatDiginetica, in: "1;NA;81766;526309;2016-05-09\n", wantErr: "line 1: invalid event: header"},
+		{name: "diginetica bad timeframe", format: FormatDiginetica, in: "session_id;user_id;item_id;timeframe;eventdate\n1;NA;2;-1;2016-05-09\n", wantErr: `line 2: invalid event: timeframe "-1"`},
+		{name: "diginetica bad date", format: FormatDiginetica, in: "session_id;user_id;item_id;timeframe;eventdate\n1;NA;2;1;09/05/2016\n", wantErr: `line 2: invalid event: eventdate "09/05/2016"`},
 		// --- unknown ---
-		{name: "unknown format", format: "parquet", in: "", wantErr: `unknown format "parquet" (accepted: ndjson, csv, movielens, seq)`},
+		{name: "unknown format", format: "parquet", in: "", wantErr: `unknown format "parquet" (accepted: ndjson, csv, movielens, seq, taobao, yoochoose, diginetica)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,10 +207,13 @@ func TestReadFileSeqPositions(t *testing.T) {
 // callback's error stops the read unchanged.
 func TestReadFileErrors(t *testing.T) {
 	inputs := map[string]string{
-		FormatNDJSON:    `{"user":"u","item":"i"}` + "\n" + `{"user":"u","item":"j"}`,
-		FormatCSV:       "user,item\nu,i\nu,j\n",
-		FormatMovieLens: "1\t2\t3\t4\n1\t3\t3\t4\n",
-		FormatSeq:       "u i j\n",
+		FormatNDJSON:     `{"user":"u","item":"i"}` + "\n" + `{"user":"u","item":"j"}`,
+		FormatCSV:        "user,item\nu,i\nu,j\n",
+		FormatMovieLens:  "1\t2\t3\t4\n1\t3\t3\t4\n",
+		FormatSeq:        "u i j\n",
+		FormatTaobao:     "u,i,c,pv,1\nu,j,c,pv,2\n",
+		FormatYooChoose:  "SessionId\tItemId\tTime\ns\ti\t1\ns\tj\t2\n",
+		FormatDiginetica: "session_id;user_id;item_id;timeframe;eventdate\ns;NA;i;1;2016-01-01\ns;NA;j;2;2016-01-01\n",
 	}
 	stop := errors.New("stop")
 	for format, in := range inputs {
@@ -179,10 +229,13 @@ func TestReadFileErrors(t *testing.T) {
 		})
 	}
 	bad := map[string]string{
-		FormatNDJSON:    "[]",
-		FormatCSV:       "user,item,ts\nu,i,x\n",
-		FormatMovieLens: "1\t2\n",
-		FormatSeq:       "u\n",
+		FormatNDJSON:     "[]",
+		FormatCSV:        "user,item,ts\nu,i,x\n",
+		FormatMovieLens:  "1\t2\n",
+		FormatSeq:        "u\n",
+		FormatTaobao:     "u,i\n",
+		FormatYooChoose:  "SessionId\tItemId\n",
+		FormatDiginetica: "session_id;item_id;timeframe;eventdate\ns;i;x;2016-01-01\n",
 	}
 	for format, in := range bad {
 		if _, err := readAll(format, in); !errors.Is(err, ErrInvalid) {
@@ -205,20 +258,27 @@ func TestReadFileLongLine(t *testing.T) {
 
 func TestFormatFromName(t *testing.T) {
 	tests := map[string]string{
-		"events.ndjson":            FormatNDJSON,
-		"/data/Events.JSONL":       FormatNDJSON,
-		"ml-100k/u.data":           FormatMovieLens,
-		`C:\ml-latest\ratings.csv`: FormatMovieLens,
-		"RATINGS.CSV":              FormatMovieLens,
-		"clicks.csv":               FormatCSV,
-		"dir.csv/clicks.tsv":       "",
-		"sessions.txt":             "",
-		"sessions.seq":             FormatSeq,
-		"amazon-seq/Toys/Toys.txt": FormatSeq,
-		"u.data.bak":               "",
-		"noext":                    "",
-		"":                         "",
-		"dir/":                     "",
+		"events.ndjson":                        FormatNDJSON,
+		"/data/Events.JSONL":                   FormatNDJSON,
+		"ml-100k/u.data":                       FormatMovieLens,
+		`C:\ml-latest\ratings.csv`:             FormatMovieLens,
+		"RATINGS.CSV":                          FormatMovieLens,
+		"clicks.csv":                           FormatCSV,
+		"dir.csv/clicks.tsv":                   "",
+		"sessions.txt":                         "",
+		"sessions.seq":                         FormatSeq,
+		"amazon-seq/Toys/Toys.txt":             FormatSeq,
+		"u.data.bak":                           "",
+		"noext":                                "",
+		"":                                     "",
+		"dir/":                                 "",
+		"taobao/UserBehavior.prefix.clean.csv": FormatTaobao,
+		"UserBehavior.csv":                     FormatTaobao,
+		"rsc15/yoochoose-clicks-100k_test.txt": FormatYooChoose,
+		"yoochoose-clicks-100k_train_full.txt": FormatYooChoose,
+		"yoochoose-clicks.dat":                 "",
+		"diginetica-sample-srgnn/sample_train-item-views.csv": FormatDiginetica,
+		"train-item-views.csv":                                FormatDiginetica,
 	}
 	for name, want := range tests {
 		if got := FormatFromName(name); got != want {
