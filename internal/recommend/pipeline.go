@@ -42,6 +42,14 @@ type Config struct {
 	WeightCovis      float64 `yaml:"weight_covisitation"`
 	WeightCategory   float64 `yaml:"weight_category"`
 	WeightPopular    float64 `yaml:"weight_popular"`
+	// WeightRepeat makes the user's own recent items candidates in
+	// requests that keep seen items (include_seen): within a session people
+	// go back to what they just looked at. The j-th newest gains
+	// WeightRepeat·RecencyDecay^j times the best other candidate's score,
+	// so it weighs the same whatever serves (the streaming sources, or a
+	// trained blend on its own scale). Seen items are filtered otherwise,
+	// so it has no effect then.
+	WeightRepeat float64 `yaml:"weight_repeat"`
 	Diversity        float64 `yaml:"diversity"` // 0..1: score × (1-d)^(items already shown from the category)
 	MaxK             int     `yaml:"max_k"`
 	// ExploreRate is the share of requests (0..1) that get one exploration
@@ -61,7 +69,7 @@ func DefaultConfig() Config {
 	return Config{
 		RecentItems: 10, RecencyDecay: 0.6, NeighborsPerItem: 50,
 		TopCategories: 3, PerCategory: 50, Popular: 50,
-		WeightCovis: 1, WeightCategory: 0.05, WeightPopular: 0.02,
+		WeightCovis: 1, WeightCategory: 0.05, WeightPopular: 0.02, WeightRepeat: 1,
 		Diversity: 0.1, MaxK: 500,
 		ExploreRate: 0, ExplorePosition: 3, ExplorePool: 50,
 	}
@@ -221,6 +229,7 @@ type candidate struct {
 	ref      uint32
 	known    bool // ref is valid: the engine knows the item
 	covis    float64
+	repeat   float64 // the user's own recent item, when seen items are kept
 	model    float64 // trained blend score
 	category float64
 	popular  float64
@@ -344,7 +353,7 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	f := p.bind(ctx)
 	_, s := tr.Start(ctx, "recommend.candidates")
 	set, cfg, ranker := p.models()
-	resp, c := p.gather(ctx, f, set, &cfg, req.User, k, req.Explain)
+	resp, c := p.gather(ctx, f, set, &cfg, req.User, k, req.Explain, req.IncludeSeen)
 	resp.Model = ranked(resp.Model, ranker)
 	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
@@ -554,7 +563,7 @@ type StreamScore struct {
 // pipeline's Features hold.
 func (p *Pipeline) StreamScores(ctx context.Context, user string, k int) []StreamScore {
 	f := p.bind(ctx)
-	resp, c := p.gather(ctx, f, nil, &p.cfg, user, k, false)
+	resp, c := p.gather(ctx, f, nil, &p.cfg, user, k, false, false)
 	defer c.release()
 	list := p.filter(f, Request{User: user, K: k, IncludeSeen: resp.anonymous}, c.list)
 	out := make([]StreamScore, len(list))
@@ -565,7 +574,7 @@ func (p *Pipeline) StreamScores(ctx context.Context, user string, k int) []Strea
 }
 
 // gather collects candidates from every source for user.
-func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, cfg *Config, user string, k int, explain bool) (Response, *candidates) {
+func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, cfg *Config, user string, k int, explain, includeSeen bool) (Response, *candidates) {
 	resp := Response{Model: Model, Degradation: Healthy}
 	if set != nil {
 		resp.Model = set.Name
@@ -618,6 +627,21 @@ func (p *Pipeline) gather(ctx context.Context, f Features, set *model.Set, cfg *
 			}
 		}
 		w *= cfg.RecencyDecay
+	}
+	if includeSeen && cfg.WeightRepeat > 0 {
+		w = 1.0
+		for n, r := range u.Recent {
+			if n == cfg.RecentItems {
+				break
+			}
+			if ref, ok := f.ItemRef(r.Item); ok {
+				v := cfg.WeightRepeat * w
+				x := c.get(r.Item, ref)
+				x.repeat += v
+				c.reason(x, "repeat", "", v)
+			}
+			w *= cfg.RecencyDecay
+		}
 	}
 
 	// Category affinity × trending within the category.
@@ -762,7 +786,32 @@ func (p *Pipeline) blendScore(list []*candidate, set *model.Set) (lo, span float
 		}
 		x.score = x.model + stream*(x.covis+x.category+x.popular) + tb
 	}
+	repeatBoost(list)
 	return lo, span
+}
+
+// repeatBoost adds to each of the user's own recent items (repeat > 0) its
+// repeat share of the best score among the other candidates.
+func repeatBoost(list []*candidate) {
+	best, any := 0.0, false
+	for _, x := range list {
+		if x.repeat > 0 {
+			any = true
+		} else {
+			best = max(best, x.score)
+		}
+	}
+	if !any {
+		return
+	}
+	if best == 0 {
+		best = 1 // nothing else scores: the repeats order by themselves
+	}
+	for _, x := range list {
+		if x.repeat > 0 {
+			x.score += x.repeat * best
+		}
+	}
 }
 
 // CTRPrior smooths the feedback loop's engagement rate of an item: the
@@ -944,6 +993,7 @@ func toItem(x *candidate, score float64, explain bool) Item {
 		it.Reasons = x.reasons
 		it.Features = map[string]any{
 			"covisitation":      x.covis,
+			"repeat":            x.repeat,
 			"model":             x.model,
 			"category_trending": x.category,
 			"popularity":        x.popular,
@@ -982,7 +1032,7 @@ func (c Config) Validate() error {
 		name   string
 		v, max float64
 	}{{"recency_decay", c.RecencyDecay, 1}, {"diversity", c.Diversity, 1}, {"weight_covisitation", c.WeightCovis, 1e6},
-		{"weight_category", c.WeightCategory, 1e6}, {"weight_popular", c.WeightPopular, 1e6}} {
+		{"weight_category", c.WeightCategory, 1e6}, {"weight_popular", c.WeightPopular, 1e6}, {"weight_repeat", c.WeightRepeat, 1e6}} {
 		if math.IsNaN(w.v) || w.v < 0 || w.v > w.max {
 			return fmt.Errorf("recommend.%s must be a number in [0, %g], got %v", w.name, w.max, w.v)
 		}

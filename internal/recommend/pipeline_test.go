@@ -3,6 +3,7 @@ package recommend_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -172,4 +173,49 @@ func TestSimilarAndRank(t *testing.T) {
 	w.seq("me", "a")
 	ranked := p.Rank(context.Background(), "me", []string{"unknown", "c", "b", "c"}, false)
 	assert.Equal(t, []string{"b", "c", "unknown"}, ids(ranked.Items), "duplicates collapse, unknown items last")
+}
+
+// TestRepeatsWhenSeenItemsAreKept: with include_seen, the user's own recent
+// items gain weight_repeat·recency_decay^j times the best other candidate's
+// score (the newest goes first at weight 1); weight_repeat 0 leaves them to
+// the other sources; without include_seen they are filtered as always.
+func TestRepeatsWhenSeenItemsAreKept(t *testing.T) {
+	w := newWorld()
+	for u := range 3 {
+		w.seq(fmt.Sprintf("o%d", u), "a", "b", "c", "d")
+	}
+	w.seq("me", "x", "y", "a")
+	w.e.RefreshTrending()
+	cfg := noDiversity()
+	scores := func(cfg recommend.Config) (map[string]float64, recommend.Response) {
+		res := recommend.New(w.e, cfg).Recommend(context.Background(), recommend.Request{User: "me", K: 10, IncludeSeen: true, Explain: true})
+		out := map[string]float64{}
+		for _, it := range res.Items {
+			out[it.Item] = it.Score
+		}
+		require.Len(t, out, 6, "every item is a candidate")
+		return out, res
+	}
+	with, res := scores(cfg)
+	require.Equal(t, "a", res.Items[0].Item, "the newest item first")
+	assert.True(t, slices.ContainsFunc(res.Items[0].Reasons, func(r recommend.Reason) bool { return r.Source == "repeat" }))
+	assert.Equal(t, 1.0, res.Items[0].Features["repeat"])
+
+	cfg.WeightRepeat = 0
+	without, res := scores(cfg)
+	for _, it := range res.Items {
+		assert.Zero(t, it.Features["repeat"], it.Item)
+	}
+	best := max(without["b"], without["c"], without["d"]) // the candidates that are not the user's
+	assert.InDelta(t, without["a"]+best, with["a"], 1e-9, "the newest gains the best other score")
+	assert.InDelta(t, without["y"]+cfg.RecencyDecay*best, with["y"], 1e-9, "the next newest, decayed")
+	assert.InDelta(t, without["x"]+cfg.RecencyDecay*cfg.RecencyDecay*best, with["x"], 1e-9)
+	assert.Equal(t, without["b"], with["b"], "other candidates keep their scores")
+
+	p := recommend.New(w.e, noDiversity())
+	got := ids(p.Recommend(context.Background(), recommend.Request{User: "me", K: 10}).Items)
+	assert.NotContains(t, got, "a")
+	assert.NotContains(t, got, "y")
+	r := p.Rank(context.Background(), "me", []string{"a", "b"}, false)
+	assert.Equal(t, without["a"] > without["b"], r.Items[0].Item == "a", "Rank orders the caller's items without the repeat source")
 }

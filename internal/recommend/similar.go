@@ -83,7 +83,9 @@ func (p *Pipeline) Rank(ctx context.Context, user string, items []string, explai
 	f := p.bind(ctx)
 	_, s := tr.Start(ctx, "recommend.candidates")
 	set, cfg, ranker := p.models()
-	resp, c := p.gather(ctx, f, set, &cfg, user, len(items), explain)
+	// No repeat source: the caller chose the items, and their order is
+	// Recommend's signals, not which of them the user just looked at.
+	resp, c := p.gather(ctx, f, set, &cfg, user, len(items), explain, false)
 	resp.Model = ranked(resp.Model, ranker)
 	endStage(s, "ripple.candidates", resp.Candidates)
 	defer c.release()
