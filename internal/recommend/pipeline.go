@@ -50,8 +50,8 @@ type Config struct {
 	// trained blend on its own scale). Seen items are filtered otherwise,
 	// so it has no effect then.
 	WeightRepeat float64 `yaml:"weight_repeat"`
-	Diversity        float64 `yaml:"diversity"` // 0..1: score × (1-d)^(items already shown from the category)
-	MaxK             int     `yaml:"max_k"`
+	Diversity    float64 `yaml:"diversity"` // 0..1: score × (1-d)^(items already shown from the category)
+	MaxK         int     `yaml:"max_k"`
 	// ExploreRate is the share of requests (0..1) that get one exploration
 	// slot, unless the request says explore=true|false. The slot, at
 	// ExplorePosition (1-based, at most k), goes to the item Thompson
