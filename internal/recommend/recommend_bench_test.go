@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/ripple-rec/ripple/internal/demo"
+	"github.com/ripple-rec/ripple/internal/event"
 	"github.com/ripple-rec/ripple/internal/features"
+	"github.com/ripple-rec/ripple/internal/feedback"
+	"github.com/ripple-rec/ripple/internal/model"
 	"github.com/ripple-rec/ripple/internal/recommend"
 )
 
@@ -71,6 +74,35 @@ func BenchmarkRecommend(b *testing.B) {
 			b.ReportMetric(float64(cands)/float64(i), "candidates/op")
 		})
 	}
+	// The feedback loop's engagement rates read for the head (the ctr
+	// feature) and a learned ranker reordering it: the cost over zipf-users.
+	b.Run("zipf-users-ranked", func(b *testing.B) {
+		tr := feedback.New(feedback.DefaultOptions(), nil)
+		us := zipfUsers(4096, users)
+		for i, u := range us[:1000] {
+			res := p.Recommend(ctx, recommend.Request{User: u, K: 10})
+			ids := make([]string, len(res.Items))
+			for j, it := range res.Items {
+				ids[j] = it.Item
+			}
+			tr.Served(u, res.Model, ids, nil)
+			tr.Observe([]event.Interaction{{User: u, Item: ids[i%len(ids)], Type: "click"}})
+		}
+		set := model.NewSet("blend@1", nil, nil)
+		set.Ranker = &model.Ranker{Features: model.RankFeatures, Mean: make([]float64, model.NumRankFeatures),
+			Scale: []float64{1, 1, 1, 1, 1, 1}, Weights: []float64{0, 1, 0.5, 0.2, 0.1, 2}, Source: "pairwise"}
+		rp := recommend.New(e, recommend.DefaultConfig())
+		rp.Explorer = tr
+		rp.Models = func() *model.Set { return set }
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if res := rp.Recommend(ctx, recommend.Request{User: us[i%len(us)], K: 10}); len(res.Items) == 0 {
+				b.Fatal("no items")
+			}
+			i++
+		}
+	})
 	b.Run("zipf-users-parallel", func(b *testing.B) {
 		us := zipfUsers(4096, users)
 		b.ReportAllocs()
