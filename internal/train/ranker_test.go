@@ -163,3 +163,16 @@ func TestRankerConfigValidated(t *testing.T) {
 	}
 	assert.NoError(t, DefaultConfig().Validate())
 }
+
+// BenchmarkTrainRanker is a training run over 50,000 served lists of 10.
+func BenchmarkTrainRanker(b *testing.B) {
+	exs := simulate(5, 90_000, 10, [model.NumRankFeatures]float64{0, 1, 0, 1.5, 0, 3})
+	exs = exs[:min(len(exs), 50_000)]
+	var pairs int
+	for b.Loop() {
+		_, rep := TrainRanker(exs, DefaultRankerConfig())
+		pairs = rep.Pairs
+	}
+	b.ReportMetric(float64(len(exs)), "lists")
+	b.ReportMetric(float64(pairs), "pairs")
+}
