@@ -347,7 +347,7 @@ func (c serveConfig) validate() error {
 		return fmt.Errorf("feedback.window must be a positive duration, got %q", c.Feedback.Window)
 	}
 	if c.Feedback.PerUser < 0 || c.Feedback.MaxUsers < 0 || c.Feedback.ExamplesMaxMB < 0 {
-		return fmt.Errorf("feedback.per_user and feedback.max_users must not be negative")
+		return fmt.Errorf("feedback.per_user, feedback.max_users and feedback.examples_max_mb must not be negative")
 	}
 	if err := c.Train.Config.Validate(); err != nil {
 		return err

@@ -74,6 +74,9 @@ func TestExplorationSlot(t *testing.T) {
 	assert.False(t, in[got.Items[2].Item], "the slot goes to an item the list did not hold")
 	assert.Equal(t, "explore", got.Items[2].Reasons[len(got.Items[2].Reasons)-1].Source)
 	assert.Equal(t, names(base.Items[2:4]), names(got.Items[3:]), "the rest moves down; the last drops")
+	for _, it := range got.Items {
+		assert.Positive(t, it.Vector[5], "%s carries the vector it was served with, the explored one too", it.Item)
+	}
 
 	// Rate 0 and no request flag: never.
 	for range 20 {
@@ -144,6 +147,8 @@ func TestNewItemsGetExplored(t *testing.T) {
 		for _, it := range p.Recommend(context.Background(), Request{User: "u1", K: 2, Explore: &on}).Items {
 			if it.Item == "fresh" {
 				assert.True(t, it.Explore)
+				assert.InDelta(t, 0.05, it.Vector[5], 1e-12, "a new item's vector: the prior engagement rate, no signal")
+				assert.Zero(t, it.Vector[1])
 				shown++
 			}
 		}

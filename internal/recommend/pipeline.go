@@ -364,13 +364,13 @@ func (p *Pipeline) Recommend(ctx context.Context, req Request) Response {
 	list := p.filter(f, req, c.list)
 	endStage(s, "ripple.kept", len(list))
 	_, s = tr.Start(ctx, "recommend.score")
-	list = p.score(list, set, ranker, k)
+	list, trend := p.score(list, set, ranker, k)
 	endStage(s, "ripple.scored", len(list))
 	_, s = tr.Start(ctx, "recommend.diversify")
 	resp.Items = diversify(list, k, cfg.Diversity, req.Explain)
 	endStage(s, "ripple.items", len(resp.Items))
 	if p.exploring(req) {
-		resp.Items = p.explore(req, resp.Items, list, p.coldCandidates(f, c), k)
+		resp.Items = p.explore(req, resp.Items, list, p.coldCandidates(f, c), k, trend)
 	}
 	fold(f, &resp)
 	endRequest(span, k, &resp)
@@ -441,7 +441,7 @@ func (p *Pipeline) coldCandidates(f Features, c *candidates) []*candidate {
 // explore puts, at ExplorePosition, the candidate Thompson sampling picks
 // among the ExplorePool best scored candidates not already in items (list's
 // head is sorted by diversify) and the new items offered (cold).
-func (p *Pipeline) explore(req Request, items []Item, list, cold []*candidate, k int) []Item {
+func (p *Pipeline) explore(req Request, items []Item, list, cold []*candidate, k int, trend [2]float64) []Item {
 	explain := req.Explain
 	in := make(map[string]bool, len(items)+len(req.Exclude))
 	for _, it := range items {
@@ -482,6 +482,9 @@ func (p *Pipeline) explore(req Request, items []Item, list, cold []*candidate, k
 		}
 	}
 	x := pool[best]
+	if x.vec[5] == 0 { // below the head, or a new item: its vector was not filled (ctr is never 0 once it is)
+		p.vectors([]*candidate{x}, trend[0], trend[1])
+	}
 	it := toItem(x, x.score, explain)
 	it.Explore = true
 	if explain {
@@ -729,14 +732,16 @@ const tieBreak = 1e-9
 // of the best DiversifyWindow(k), which it moves to the front; with a
 // ranker serving, those are rescored by it and the list is cut to them:
 // the ranker was learnt on lists the blend chose, and orders only such.
-func (p *Pipeline) score(list []*candidate, set *model.Set, r *ranking, k int) []*candidate {
+// It also returns the candidates' trending range (lowest, span), which the
+// vectors are relative to.
+func (p *Pipeline) score(list []*candidate, set *model.Set, r *ranking, k int) ([]*candidate, [2]float64) {
 	lo, span := p.blendScore(list, set)
 	head := min(len(list), DiversifyWindow(k))
 	selectTop(list, head)
 	if p.rerank(list[:head], r, lo, span) {
-		return list[:head]
+		return list[:head], [2]float64{lo, span}
 	}
-	return list
+	return list, [2]float64{lo, span}
 }
 
 // rerank fills list's feature vectors and, with a ranker, rescores list by
@@ -814,10 +819,10 @@ func repeatBoost(list []*candidate) {
 	}
 }
 
-// CTRPrior smooths the feedback loop's engagement rate of an item: the
-// rate is (engagements + CTRPrior[0]) / (impressions + CTRPrior[1]), so an
-// item never shown sits at 5%.
-var CTRPrior = [2]float64{1, 20}
+// The feedback loop's engagement rate of an item is smoothed to
+// (engagements + ctrPriorEngaged) / (impressions + ctrPriorShown): an item
+// never shown sits at 5%, and no rate is ever 0.
+const ctrPriorEngaged, ctrPriorShown = 1.0, 20.0
 
 // vectors fills each candidate's feature vector (model.RankFeatures).
 func (p *Pipeline) vectors(list []*candidate, lo, span float64) {
@@ -838,9 +843,9 @@ func (p *Pipeline) vectors(list []*candidate, lo, span float64) {
 				trend = (t - lo) / span
 			}
 		}
-		ctr := CTRPrior[0] / CTRPrior[1]
+		ctr := ctrPriorEngaged / ctrPriorShown
 		if imp != nil {
-			ctr = (eng[i] + CTRPrior[0]) / (imp[i] + CTRPrior[1])
+			ctr = (eng[i] + ctrPriorEngaged) / (imp[i] + ctrPriorShown)
 		}
 		x.vec = [model.NumRankFeatures]float64{x.model, x.covis, x.category, x.popular, trend, ctr}
 	}
