@@ -66,7 +66,9 @@ func TestFeedbackAttributesClicks(t *testing.T) {
 // with their feature vectors, simulated users click the "good" items they
 // look at (position p with probability 1/p), training learns a ranker from
 // the logged lists, and the server then serves through it and says so in
-// the model name, also after a restart.
+// the model name, also after a restart. A ranker learns only from lists
+// served the way the new version serves: the first blend gets none, as
+// only the streaming model had served.
 func TestFeedbackLoopTrainsARanker(t *testing.T) {
 	cfg, _, _ := demoNode(t, "u3")
 	cfg.Train.Ranker.MinLists = 100
@@ -75,28 +77,41 @@ func TestFeedbackLoopTrainsARanker(t *testing.T) {
 	require.NoError(t, err)
 	h := n.api.Handler()
 
-	good := func(item string) bool { return fnv32(item)%3 == 0 }
 	r := rand.New(rand.NewPCG(1, 2))
-	clicks := 0
-	for i := range 600 {
-		user := fmt.Sprint("sim", i)
-		post(t, h, user, fmt.Sprint("i", r.IntN(200)), "view") // some history to recommend from
-		code, body := callJSON(t, h, "GET", "/v1/recommendations/"+user+"?k=10")
-		require.Equal(t, 200, code)
-		for p, it := range body["items"].([]any) {
-			item := it.(map[string]any)["item"].(string)
-			if r.Float64() < 1/float64(p+1) && good(item) {
-				post(t, h, user, item, "click")
-				clicks++
+	simulate := func(users int, good func(string) bool) (clicks int) {
+		for range users {
+			user := fmt.Sprint("sim", r.Uint64())
+			post(t, h, user, fmt.Sprint("i", r.IntN(200)), "view") // some history to recommend from
+			code, body := callJSON(t, h, "GET", "/v1/recommendations/"+user+"?k=10")
+			require.Equal(t, 200, code)
+			for p, it := range body["items"].([]any) {
+				item := it.(map[string]any)["item"].(string)
+				if r.Float64() < 1/float64(p+1) && good(item) {
+					post(t, h, user, item, "click")
+					clicks++
+				}
 			}
 		}
+		return clicks
 	}
-	require.Greater(t, clicks, 150)
-	n.feedback.Close() // as at shutdown: open engaged lists are written out
-
+	require.Positive(t, simulate(200, func(string) bool { return true }))
+	n.feedback.Close()
 	code, body := callJSON(t, h, "POST", "/v1/admin/train?wait=true")
 	require.Equal(t, 200, code, body)
+	require.Equal(t, "blend", body["report"].(map[string]any)["serving"], "the demo's blend beats the stream alone")
 	rep := body["report"].(map[string]any)["ranker"].(map[string]any)
+	assert.Empty(t, rep["chosen"], "the lists logged so far were the streaming model's: %v", rep)
+	assert.Positive(t, rep["other_model_lists"])
+
+	// Now the blend serves, and users engage with items a hash picks: a
+	// signal no feature but the engagement rate can find.
+	require.Greater(t, simulate(600, func(item string) bool { return fnv32(item)%3 == 0 }), 150)
+	n.feedback.Close() // as at shutdown: open engaged lists are written out
+
+	code, body = callJSON(t, h, "POST", "/v1/admin/train?wait=true")
+	require.Equal(t, 200, code, body)
+	require.Equal(t, "blend", body["report"].(map[string]any)["serving"])
+	rep = body["report"].(map[string]any)["ranker"].(map[string]any)
 	t.Logf("ranker: %v", rep)
 	assert.GreaterOrEqual(t, rep["lists"].(float64), 100.0)
 	assert.Positive(t, rep["pairs"].(float64))
@@ -105,10 +120,7 @@ func TestFeedbackLoopTrainsARanker(t *testing.T) {
 	if chosen == "pairwise" {
 		chosen = "ranker"
 	}
-	want := "blend+" + chosen + "@1"
-	if body["report"].(map[string]any)["serving"] == "stream" {
-		want = "stream-covis-v1+" + chosen + "@1"
-	}
+	want := "blend+" + chosen + "@2"
 	code, body = callJSON(t, h, "GET", "/v1/recommendations/u3?k=10")
 	require.Equal(t, 200, code)
 	assert.Equal(t, want, body["model"])

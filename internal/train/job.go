@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -207,22 +208,36 @@ func (j *Job) once(ctx context.Context) (*Report, error) {
 }
 
 // rank learns the ranker from the example log and gives it to set when it
-// earned its place on validation.
+// earned its place on validation. It learns only from lists served the way
+// set will serve: by a trained blend when set has components (the model
+// feature is 0 in lists the streaming model served, so a ranker learnt
+// from them would ignore the blend's score), by the streaming model
+// otherwise.
 func (j *Job) rank(ctx context.Context, set *model.Set) (*RankerReport, error) {
 	var exs []feedback.Example
+	blend := len(set.Components) > 0
+	other := 0
 	skipped, err := feedback.ReadExamples(j.Examples, func(ex *feedback.Example) error {
-		exs = append(exs, *ex)
+		if servedByBlend(ex.Model) == blend {
+			exs = append(exs, *ex)
+		} else {
+			other++
+		}
 		return ctx.Err()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("train: reading ranking examples: %w", err)
 	}
 	r, rep := TrainRanker(exs, j.cfg.Ranker)
-	rep.Skipped = skipped
+	rep.Skipped, rep.OtherModel = skipped, other
 	set.Ranker = r
 	j.logger.Info("trained ranker", "lists", rep.Lists, "pairs", rep.Pairs, "chosen", rep.Chosen, "reason", rep.Reason)
 	return &rep, nil
 }
+
+// servedByBlend reports whether a list's model name is a trained set's
+// (blend@N, blend+ranker@N; model.Registry names every set blend@N).
+func servedByBlend(name string) bool { return strings.HasPrefix(name, "blend") }
 
 // Every runs the job every interval until ctx ends; a failed run is logged
 // and counted, and the serving version stays.

@@ -38,6 +38,9 @@ type RankerReport struct {
 	Pairs      int `json:"pairs"`
 	// Skipped counts example lines that did not decode.
 	Skipped int `json:"skipped,omitempty"`
+	// OtherModel counts lists left out because another kind of model
+	// served them (the streaming model's, when a blend will serve).
+	OtherModel int `json:"other_model_lists,omitempty"`
 	// Propensity is the estimated examination probability per position
 	// (1-based index + 1), relative to position 1.
 	Propensity []float64 `json:"propensity,omitempty"`
