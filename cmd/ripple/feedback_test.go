@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"gonum.org/v1/gonum/floats"
 	"github.com/stretchr/testify/require"
 )
 
@@ -132,6 +133,14 @@ func TestFeedbackLoopTrainsARanker(t *testing.T) {
 	code, body = callJSON(t, n.api.Handler(), "GET", "/v1/recommendations/u3?k=10")
 	require.Equal(t, 200, code)
 	assert.Equal(t, want, body["model"], "the ranker is part of the promoted version")
+	ids := make([]string, 1000)
+	for i := range ids {
+		ids[i] = fmt.Sprint("i", i)
+	}
+	imp, eng := make([]float64, len(ids)), make([]float64, len(ids))
+	n.feedback.ItemStats(ids, imp, eng)
+	assert.Greater(t, floats.Sum(imp), 5000.0, "impressions survive the restart")
+	assert.Greater(t, floats.Sum(eng), 150.0, "so do engagements: the ctr feature does not reset")
 }
 
 func post(t *testing.T, h http.Handler, user, item, typ string) {

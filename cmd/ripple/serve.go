@@ -304,6 +304,9 @@ type node struct {
 	// are written out.
 	feedback *feedback.Tracker
 	examples *feedback.ExampleLog
+	// itemStats is where the feedback loop's per-item impressions and
+	// engagements are saved (periodically and at close) and loaded from.
+	itemStats string
 	audit    *audit.Log
 	keys     *auth.Store
 	// tracer is the node's tracer provider (a no-op one with tracing
@@ -543,8 +546,12 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 	if fc := cfg.Feedback; fc.Enabled {
 		window, _ := parseDur("feedback.window", fc.Window)
 		fo := feedback.Options{Window: window, PerUser: fc.PerUser, MaxUsers: fc.MaxUsers, Engagements: fc.Engagements}
+		dir := filepath.Join(cfg.DataDir, "feedback")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			n.close()
+			return nil, fmt.Errorf("feedback: %w", err)
+		}
 		if fc.Examples {
-			dir := filepath.Join(cfg.DataDir, "feedback")
 			if n.examples, err = feedback.OpenExampleLog(dir, max(fc.ExamplesMaxMB, 1)<<20); err != nil {
 				n.close()
 				return nil, fmt.Errorf("feedback examples: %w", err)
@@ -556,6 +563,11 @@ func openNodeWithKeys(ctx context.Context, cfg serveConfig, logger *slog.Logger,
 		}
 		opts.Feedback = feedback.New(fo, n.metrics.Registry)
 		opts.Feedback.OnExampleError(func(err error) { logger.Warn("feedback examples dropped", "err", err) })
+		n.itemStats = filepath.Join(dir, "items.ndjson")
+		if skipped, err := opts.Feedback.LoadItems(n.itemStats); err != nil || skipped > 0 {
+			// Counts are evidence, not state: start without what is unreadable.
+			logger.Warn("feedback item statistics", "err", err, "skipped_lines", skipped)
+		}
 		n.pipe.Explorer = opts.Feedback
 		n.feedback = opts.Feedback
 	}
@@ -600,6 +612,23 @@ func snapshotDir(cfg serveConfig) string {
 	return "snapshots"
 }
 
+// saveItemStats saves the feedback loop's item statistics every interval
+// until ctx ends, so a crash loses at most that much of them.
+func (n *node) saveItemStats(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := n.feedback.SaveItems(n.itemStats); err != nil {
+				n.logger.Warn("saving feedback item statistics", "err", err)
+			}
+		}
+	}
+}
+
 // close flushes: the applier drains the log, a final snapshot is written,
 // then the log closes.
 func (n *node) close() {
@@ -625,6 +654,9 @@ func (n *node) close() {
 	}
 	if n.feedback != nil {
 		n.feedback.Close()
+		if err := n.feedback.SaveItems(n.itemStats); err != nil {
+			n.logger.Warn("saving feedback item statistics", "err", err)
+		}
 	}
 	if n.examples != nil {
 		if err := n.examples.Close(); err != nil {
@@ -685,6 +717,9 @@ func runServe(ctx context.Context, cfg serveConfig) error {
 	}
 	if every, _ := parseDur("train.interval", cfg.Train.Interval); every > 0 && n.trainer != nil {
 		go n.trainer.Every(ctx, every)
+	}
+	if n.feedback != nil {
+		go n.saveItemStats(ctx, time.Minute)
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

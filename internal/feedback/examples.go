@@ -300,3 +300,80 @@ func readSegment(r io.Reader, fn func(*Example) error) (skipped int, err error) 
 	}
 	return skipped, sc.Err()
 }
+
+// itemStat is one line of the item statistics file.
+type itemStat struct {
+	Item        string  `json:"item"`
+	Impressions float64 `json:"impressions"`
+	Engagements float64 `json:"engagements"`
+}
+
+// SaveItems writes every item's impressions and engagements to path
+// (through a temporary file and a rename): the engagement rates the
+// ranker's ctr feature and the exploration slot read survive a restart.
+// Items are catalogue ids with counts over all users: nothing in it is
+// personal.
+func (t *Tracker) SaveItems(path string) error {
+	t.saveMu.Lock() // one writer of the temporary file at a time
+	defer t.saveMu.Unlock()
+	t.mu.Lock()
+	stats := make([]itemStat, 0, len(t.items))
+	for id, c := range t.items {
+		stats = append(stats, itemStat{id, c[0], c[1]})
+	}
+	t.mu.Unlock()
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for i := range stats {
+		if err = enc.Encode(&stats[i]); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// LoadItems adds the item statistics SaveItems wrote to path; a missing
+// file holds none, and lines that do not decode are skipped and counted.
+func (t *Tracker) LoadItems(path string) (skipped int, err error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for sc.Scan() {
+		var s itemStat
+		if json.Unmarshal(sc.Bytes(), &s) != nil || s.Item == "" || !(s.Impressions >= 0) || !(s.Engagements >= 0) {
+			skipped++
+			continue
+		}
+		c := t.itemLocked(s.Item)
+		c[0] += s.Impressions
+		c[1] += s.Engagements
+	}
+	return skipped, sc.Err()
+}

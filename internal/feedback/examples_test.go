@@ -192,3 +192,35 @@ func TestExampleLogReportsWriteFailures(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "closed") || errors.Is(err, os.ErrClosed), err.Error())
 }
+
+func TestItemStatsSurviveARestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "items.ndjson")
+	tr, _ := newTracker(t, Options{Window: time.Hour, MaxUsers: 100})
+	tr.Served("u", "m", []string{"a", "b"}, nil)
+	tr.Served("v", "m", []string{"a"}, nil)
+	tr.Observe([]event.Interaction{ev("u", "a", "click")})
+	require.NoError(t, tr.SaveItems(path))
+
+	again, _ := newTracker(t, Options{Window: time.Hour, MaxUsers: 100})
+	skipped, err := again.LoadItems(path)
+	require.NoError(t, err)
+	assert.Zero(t, skipped)
+	imp, eng := make([]float64, 3), make([]float64, 3)
+	again.ItemStats([]string{"a", "b", "c"}, imp, eng)
+	assert.Equal(t, []float64{2, 1, 0}, imp)
+	assert.Equal(t, []float64{1, 0, 0}, eng)
+
+	// A damaged line is skipped; a missing file holds nothing.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	require.NoError(t, err)
+	_, err = f.WriteString("{\"item\":\"x\",\"impressions\":-1}\n{\"ite")
+	require.NoError(t, err)
+	require.NoError(t, f.Close())
+	skipped, err = again.LoadItems(path)
+	require.NoError(t, err)
+	assert.Equal(t, 2, skipped)
+	skipped, err = again.LoadItems(filepath.Join(t.TempDir(), "absent"))
+	assert.NoError(t, err)
+	assert.Zero(t, skipped)
+	assert.Error(t, tr.SaveItems(filepath.Join(t.TempDir(), "no-such-dir", "items.ndjson")))
+}

@@ -115,6 +115,7 @@ type Tracker struct {
 	open    []*list
 	pending []Example // closed under the lock, sent after it
 	sinkErr func(error)
+	saveMu  sync.Mutex
 }
 
 // New returns a tracker; metrics are registered on r when not nil.
