@@ -307,8 +307,8 @@ type node struct {
 	// itemStats is where the feedback loop's per-item impressions and
 	// engagements are saved (periodically and at close) and loaded from.
 	itemStats string
-	audit    *audit.Log
-	keys     *auth.Store
+	audit     *audit.Log
+	keys      *auth.Store
 	// tracer is the node's tracer provider (a no-op one with tracing
 	// off); stopTracing flushes it.
 	tracer      trace.TracerProvider
