@@ -128,6 +128,9 @@ type Training struct {
 	StreamWeight    float64              `json:"stream_weight"`
 	Tuned           *model.StreamTuning  `json:"tuned,omitempty"`
 	Skipped         []string             `json:"skipped,omitempty"`
+	// Ranker is the ranker learnt from replayed validation lists (nil:
+	// replay off).
+	Ranker *train.RankerReport `json:"ranker,omitempty"`
 }
 
 // VariantTraining is one compared variant's training.
@@ -138,7 +141,8 @@ type VariantTraining struct {
 
 func trainingInfo(res *train.Result) *Training {
 	return &Training{Seconds: res.Took.Seconds(), Serving: res.Serving, Scheme: res.Scheme, ValidationUsers: res.ValidationUsers,
-		Validation: res.Validation, Components: res.Set.Components, StreamWeight: res.Set.StreamWeight, Tuned: res.Set.Tuned, Skipped: res.Skipped}
+		Validation: res.Validation, Components: res.Set.Components, StreamWeight: res.Set.StreamWeight, Tuned: res.Set.Tuned, Skipped: res.Skipped,
+		Ranker: res.Ranker}
 }
 
 // Published is a number from the literature under the same protocol.
@@ -393,6 +397,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		for _, val := range v.Validation {
 			fmt.Fprintf(&b, " %s %.4f", val.Source, val.NDCG10)
 		}
+		b.WriteString(rankerNote(v.Ranker))
 		b.WriteString("\n")
 	}
 	if tr := r.Training; tr != nil {
@@ -426,6 +431,7 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 		for _, sk := range tr.Skipped {
 			fmt.Fprintf(&b, "; not trained: %s", sk)
 		}
+		b.WriteString(rankerNote(tr.Ranker))
 		b.WriteString("\n")
 	}
 	switch {
@@ -504,6 +510,27 @@ func thousands(n int) string {
 	}
 	if neg {
 		return "-" + b.String()
+	}
+	return b.String()
+}
+
+// rankerNote describes the ranker learnt from replayed lists, if tried.
+func rankerNote(r *train.RankerReport) string {
+	if r == nil {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "; ranker from %s replayed lists that held the target", thousands(r.Lists))
+	if r.Chosen != "" {
+		fmt.Fprintf(&b, ": %s serves", r.Chosen)
+	}
+	fmt.Fprintf(&b, " (%s)", r.Reason)
+	for i, s := range r.Scores {
+		sep := ", "
+		if i == 0 {
+			sep = ": DCG@10 on held-out lists "
+		}
+		fmt.Fprintf(&b, "%s%s %.4f", sep, s.Ranking, s.DCG10)
 	}
 	return b.String()
 }

@@ -33,9 +33,11 @@ type Report struct {
 	// the server's configuration).
 	Tuned   *model.StreamTuning `json:"tuned,omitempty"`
 	Skipped []string            `json:"skipped,omitempty"`
-	// Ranker is what training the learned ranker found (nil: no example
-	// log).
+	// Ranker is what training the learned ranker from logged lists found
+	// (nil: no example log); ReplayRanker from replayed validation lists
+	// (train.ranker.replay).
 	Ranker       *RankerReport `json:"ranker,omitempty"`
+	ReplayRanker *RankerReport `json:"replay_ranker,omitempty"`
 	ReadSeconds  float64       `json:"read_s"`
 	TrainSeconds float64       `json:"train_s"`
 	Finished     time.Time     `json:"finished"`
@@ -197,7 +199,7 @@ func (j *Job) once(ctx context.Context) (*Report, error) {
 	}
 	rep := &Report{Model: man.Name, Serving: res.Serving, Events: res.Events, Items: res.Items,
 		ValidationUsers: res.ValidationUsers, Validation: res.Validation, Components: man.Components, StreamWeight: man.StreamWeight, Tuned: man.Tuned,
-		Skipped: res.Skipped, Ranker: ranked, ReadSeconds: read.Seconds(), TrainSeconds: res.Took.Seconds(), Finished: time.Now().UTC()}
+		Skipped: res.Skipped, Ranker: ranked, ReplayRanker: res.Ranker, ReadSeconds: read.Seconds(), TrainSeconds: res.Took.Seconds(), Finished: time.Now().UTC()}
 	j.m.runs.WithLabelValues("ok").Inc()
 	j.m.duration.Observe(time.Since(start).Seconds())
 	j.m.lastSuccess.SetToCurrentTime()
@@ -208,7 +210,8 @@ func (j *Job) once(ctx context.Context) (*Report, error) {
 }
 
 // rank learns the ranker from the example log and gives it to set when it
-// earned its place on validation. It learns only from lists served the way
+// earned its place on validation, in place of any ranker Train learnt from
+// replayed lists (which otherwise stays). It learns only from lists served the way
 // set will serve: by a trained blend when set has components (the model
 // feature is 0 in lists the streaming model served, so a ranker learnt
 // from them would ignore the blend's score), by the streaming model
@@ -230,7 +233,9 @@ func (j *Job) rank(ctx context.Context, set *model.Set) (*RankerReport, error) {
 	}
 	r, rep := TrainRanker(exs, j.cfg.Ranker)
 	rep.Skipped, rep.OtherModel = skipped, other
-	set.Ranker = r
+	if r != nil {
+		set.Ranker = r // what users did beats what replay suggests
+	}
 	j.logger.Info("trained ranker", "lists", rep.Lists, "pairs", rep.Pairs, "chosen", rep.Chosen, "reason", rep.Reason)
 	return &rep, nil
 }

@@ -5,6 +5,9 @@ import (
 	"math"
 	"slices"
 
+	"gonum.org/v1/gonum/floats"
+	"gonum.org/v1/gonum/stat"
+
 	"github.com/ripple-rec/ripple/internal/feedback"
 	"github.com/ripple-rec/ripple/internal/model"
 )
@@ -23,11 +26,19 @@ type RankerConfig struct {
 	// Iterations bounds the Newton steps (it stops earlier once the loss
 	// stops falling).
 	Iterations int `yaml:"iterations"`
+	// Replay also learns a ranker offline, without any logged list: each
+	// validation user is served, through the pipeline, at the feature
+	// state and with the models as they were before their held-out event
+	// (point-in-time), and the held-out item is the engaged one. It serves
+	// until logged lists train one that earns its place.
+	Replay bool `yaml:"replay"`
+	// ReplayDepth is the length of each replayed list.
+	ReplayDepth int `yaml:"replay_depth"`
 }
 
 // DefaultRankerConfig: 200 lists, the newest 20% held out.
 func DefaultRankerConfig() RankerConfig {
-	return RankerConfig{MinLists: 200, Validation: 0.2, L2: 1e-3, Iterations: 30}
+	return RankerConfig{MinLists: 200, Validation: 0.2, L2: 1e-3, Iterations: 30, Replay: true, ReplayDepth: 20}
 }
 
 // RankerReport is what training the ranker found.
@@ -57,6 +68,9 @@ type RankerReport struct {
 type RankerScore struct {
 	Ranking string  `json:"ranking"`
 	DCG10   float64 `json:"ips_dcg@10"`
+	// BeatsServed: it beats the served order by more than three standard
+	// errors of the per-list difference, the bar for serving.
+	BeatsServed bool `json:"beats_served,omitempty"`
 }
 
 // maxPairs bounds the training pairs (the newest are kept).
@@ -73,6 +87,13 @@ const maxPairs = 2_000_000
 // weighing only it) or nothing (the served order stays), and the report
 // says which and why.
 func TrainRanker(exs []feedback.Example, cfg RankerConfig) (*model.Ranker, RankerReport) {
+	return trainRanker(exs, cfg, true)
+}
+
+// trainRanker is TrainRanker; without positionBias every position counts
+// as examined (replayed lists: the label is what the user did next, not a
+// click on what was shown).
+func trainRanker(exs []feedback.Example, cfg RankerConfig, positionBias bool) (*model.Ranker, RankerReport) {
 	rep := RankerReport{Lists: len(exs)}
 	if cfg.MinLists <= 0 {
 		cfg = DefaultRankerConfig()
@@ -86,37 +107,50 @@ func TrainRanker(exs []feedback.Example, cfg RankerConfig) (*model.Ranker, Ranke
 	nv := max(1, int(float64(len(exs))*cfg.Validation))
 	fit, valid := exs[:len(exs)-nv], exs[len(exs)-nv:]
 	rep.Train, rep.Validation = len(fit), len(valid)
-	prop := propensities(fit)
-	rep.Propensity = prop
+	var prop []float64
+	if positionBias {
+		prop = propensities(fit)
+		rep.Propensity = prop
+	}
 
 	r := &model.Ranker{Features: slices.Clone(model.RankFeatures), Source: "pairwise"}
 	r.Mean, r.Scale = standardise(fit)
 	r.Weights, rep.Pairs = fitPairwise(fit, prop, r, cfg)
 
-	scores := []RankerScore{{"served", counterfactualDCG(valid, prop, func(_ *feedback.Shown, pos int) float64 { return -float64(pos) })}}
+	orders := []func(s *feedback.Shown, pos int) float64{func(_ *feedback.Shown, pos int) float64 { return -float64(pos) }}
+	names := []string{"served"}
 	for f, name := range model.RankFeatures {
-		scores = append(scores, RankerScore{name, counterfactualDCG(valid, prop, func(s *feedback.Shown, _ int) float64 { return s.X[f] })})
+		orders = append(orders, func(s *feedback.Shown, _ int) float64 { return s.X[f] })
+		names = append(names, name)
 	}
-	learned := counterfactualDCG(valid, prop, func(s *feedback.Shown, _ int) float64 { return r.Score(&s.X) })
-	scores = append(scores, RankerScore{"pairwise", learned})
-	rep.Scores = scores
-
+	orders = append(orders, func(s *feedback.Shown, _ int) float64 { return r.Score(&s.X) })
+	names = append(names, "pairwise")
+	per := make([][]float64, len(orders))
+	for i, o := range orders {
+		per[i] = counterfactualDCG(valid, prop, o)
+		rep.Scores = append(rep.Scores, RankerScore{Ranking: names[i], DCG10: floats.Sum(per[i]) / float64(len(valid)),
+			BeatsServed: i > 0 && clearlyBetter(per[i], per[0])})
+	}
+	// The best ordering that beats the served order by more than three
+	// standard errors of the per-list difference: on a few lists, a small
+	// lead is noise, and a ranker that changes what serves on noise is
+	// worse than none.
 	best := 0
-	for i, s := range scores[:len(scores)-1] {
-		if s.DCG10 > scores[best].DCG10 {
+	for i := 1; i < len(per); i++ {
+		if rep.Scores[i].BeatsServed && rep.Scores[i].DCG10 > rep.Scores[best].DCG10 {
 			best = i
 		}
 	}
 	switch {
-	case learned > scores[best].DCG10:
-		rep.Chosen, rep.Reason = "pairwise", "the learned ranker beats the served order and every single feature on validation"
+	case best == len(per)-1:
+		rep.Chosen, rep.Reason = "pairwise", "the learned ranker beats the served order clearly and every single feature on validation"
 		return r, rep
 	case best == 0:
-		rep.Reason = "the served order is at least as good as the learned ranker and every single feature on validation"
+		rep.Reason = "nothing beats the served order on validation by more than three standard errors"
 		return nil, rep
 	}
-	// A single feature beat the served order and the learned weights:
-	// serve by it alone, and say so.
+	// A single feature clearly beat the served order, and the learned
+	// weights did not beat it: serve by it alone, and say so.
 	f := best - 1
 	one := &model.Ranker{Features: slices.Clone(model.RankFeatures), Mean: make([]float64, model.NumRankFeatures),
 		Scale: slices.Repeat([]float64{1}, model.NumRankFeatures), Weights: make([]float64, model.NumRankFeatures),
@@ -125,6 +159,21 @@ func TrainRanker(exs []feedback.Example, cfg RankerConfig) (*model.Ranker, Ranke
 	rep.Chosen = one.Source
 	rep.Reason = "the learned ranker did not beat " + one.Source + " alone on validation: serving falls back to it"
 	return one, rep
+}
+
+// clearlyBetter reports whether a's per-list scores beat b's on average by
+// more than three standard errors of the paired differences: seven
+// orderings are each compared with the served one, and a lower bar would
+// switch on noise too often.
+func clearlyBetter(a, b []float64) bool {
+	n := float64(len(a))
+	if n < 2 {
+		return false
+	}
+	d := make([]float64, len(a))
+	floats.SubTo(d, a, b)
+	mean, std := stat.MeanStdDev(d, nil)
+	return mean > 3*std/math.Sqrt(n)
 }
 
 // maxPosition is the deepest position estimated separately; deeper ones
@@ -355,18 +404,15 @@ func solve(a [model.NumRankFeatures][model.NumRankFeatures]float64, b [model.Num
 	return x, true
 }
 
-// counterfactualDCG is the mean DCG@10 of reordering each list's shown
+// counterfactualDCG is, per list, the DCG@10 of reordering each list's shown
 // items by score (ties keep the served order), each engagement's gain
 // divided by the propensity of the position it was engaged at: under the
 // position-based model, an unbiased estimate of how the reordering would
 // have done. (Normalising per list by the list's own ideal would cancel
 // the propensity in a list with one engagement and favour the served
 // order.)
-func counterfactualDCG(exs []feedback.Example, prop []float64, score func(s *feedback.Shown, pos int) float64) float64 {
-	if len(exs) == 0 {
-		return 0
-	}
-	sum := 0.0
+func counterfactualDCG(exs []feedback.Example, prop []float64, score func(s *feedback.Shown, pos int) float64) []float64 {
+	out := make([]float64, len(exs))
 	var order []int
 	for k := range exs {
 		items := exs[k].Items
@@ -379,9 +425,9 @@ func counterfactualDCG(exs []feedback.Example, prop []float64, score func(s *fee
 		})
 		for rank, i := range order[:min(10, len(order))] {
 			if l := items[i].Label; l > 0 {
-				sum += (math.Exp2(l) - 1) / propensity(prop, i) / math.Log2(float64(rank)+2)
+				out[k] += (math.Exp2(l) - 1) / propensity(prop, i) / math.Log2(float64(rank)+2)
 			}
 		}
 	}
-	return sum / float64(len(exs))
+	return out
 }

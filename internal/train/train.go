@@ -76,8 +76,9 @@ func (c Config) Validate() error {
 	case c.History < 1 || c.History > 1000 || c.TuneUsers < 0:
 		return fmt.Errorf("train.history must be 1..1000 and tune_users not negative")
 	case c.Ranker.MinLists < 1 || bad01(c.Ranker.Validation) || c.Ranker.Validation == 0 || c.Ranker.Validation == 1 ||
-		math.IsNaN(c.Ranker.L2) || c.Ranker.L2 < 0 || c.Ranker.Iterations < 1 || c.Ranker.Iterations > 100_000:
-		return fmt.Errorf("train.ranker: min_lists and iterations (at most 100000) must be at least 1, validation in (0, 1), l2 not negative")
+		math.IsNaN(c.Ranker.L2) || c.Ranker.L2 < 0 || c.Ranker.Iterations < 1 || c.Ranker.Iterations > 100_000 ||
+		c.Ranker.ReplayDepth < 1 || c.Ranker.ReplayDepth > 1000:
+		return fmt.Errorf("train.ranker: min_lists and iterations (at most 100000) must be at least 1, replay_depth 1..1000, validation in (0, 1), l2 not negative")
 	case c.Validation != ValidateLast && c.Validation != ValidateRandom:
 		return fmt.Errorf("train.validation must be %s or %s, got %q", ValidateLast, ValidateRandom, c.Validation)
 	}
@@ -108,6 +109,9 @@ type Result struct {
 	Events, Items   int
 	Took            time.Duration
 	Skipped         []string // components not trained, with why
+	// Ranker is what learning a ranker from replayed validation lists
+	// found (nil: not tried, train.ranker.replay off or no stream).
+	Ranker *RankerReport
 }
 
 // ErrNoData means there is nothing to train on.
@@ -151,6 +155,7 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config, stream *Str
 	res.Skipped = skipped
 	tuned := blend{comps: comps}
 	var tuning *model.StreamTuning
+	var ranker *model.Ranker
 	if len(cases) > 0 {
 		cases = spread(cases, cfg.TuneUsers)
 		res.ValidationUsers = len(cases)
@@ -167,6 +172,11 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config, stream *Str
 		}
 		if t.categories() {
 			tuning = &model.StreamTuning{CategoryWeight: tuned.category, Diversity: tuned.diversity}
+		}
+		if cfg.Ranker.Replay && t.engine != nil {
+			exs := t.replay(ctx, evs, tuned, tuning, cfg.Ranker.ReplayDepth)
+			r, rep := trainRanker(exs, cfg.Ranker, false)
+			res.Ranker, ranker = &rep, r
 		}
 	} else {
 		res.Serving = "blend"
@@ -185,7 +195,7 @@ func Train(ctx context.Context, evs []event.Interaction, cfg Config, stream *Str
 		}
 	}
 	res.Set = model.NewSet("", full.Items, kept)
-	res.Set.StreamWeight, res.Set.Tuned = tuned.stream, tuning
+	res.Set.StreamWeight, res.Set.Tuned, res.Set.Ranker = tuned.stream, tuning, ranker
 	res.Took = time.Since(start)
 	return res, nil
 }

@@ -31,6 +31,9 @@ type tuner struct {
 	primary []int32
 	// tuneCategories: the category weight and diversity are chosen too.
 	tuneCategories bool
+	// engine is the feature state readStream built (the server's at
+	// validation time); nil when not read.
+	engine *features.Engine
 }
 
 // streamScore is one streaming candidate: other is co-visitation and
@@ -87,6 +90,7 @@ func (t *tuner) readStream(ctx context.Context, evs []event.Interaction, all []v
 	}
 	flush()
 	eng.RefreshTrending()
+	t.engine = eng
 	t.cfg = s.Recommend
 	unit := s.Recommend
 	unit.WeightCategory = 1 // read the category source per unit of weight: the tuner weighs it
