@@ -259,14 +259,24 @@ func standardise(exs []feedback.Example) (mean, scale []float64) {
 }
 
 // pair is a standardised feature difference (more engaged minus less) and
-// its weight.
+// its weight: base (label difference over propensity) times, after the
+// first fit, how much swapping the two would change the list's DCG.
 type pair struct {
-	d [model.NumRankFeatures]float64
-	w float64
+	d       [model.NumRankFeatures]float64
+	w, base float64
+	k, i, j int32 // list, more and less engaged item
 }
 
+// lambdaRounds are the refits with LambdaRank weights after the plain
+// pairwise fit.
+const lambdaRounds = 2
+
 // fitPairwise minimises Σ w·log(1+exp(−v·d))/Σw + L2·|v|² over the pairs
-// of every list.
+// of every list: first with each pair weighed by its label difference over
+// the propensity of the engaged position, then, lambdaRounds times, with
+// that weight times |ΔDCG@10| of swapping the pair under the current
+// weights (LambdaRank), so the top of the list counts most, as in the
+// metric the ranker is judged by.
 func fitPairwise(exs []feedback.Example, prop []float64, r *model.Ranker, cfg RankerConfig) ([]float64, int) {
 	var pairs []pair
 	for k := len(exs) - 1; k >= 0 && len(pairs) < maxPairs; k-- { // newest first
@@ -280,11 +290,12 @@ func fitPairwise(exs []feedback.Example, prop []float64, r *model.Ranker, cfg Ra
 				if items[j].Label >= items[i].Label {
 					continue
 				}
-				var p pair
+				p := pair{k: int32(k), i: int32(i), j: int32(j)}
 				for f := range p.d {
 					p.d[f] = (items[i].X[f] - items[j].X[f]) / r.Scale[f]
 				}
-				p.w = w * (items[i].Label - items[j].Label) / items[i].Label
+				p.base = w * (items[i].Label - items[j].Label) / items[i].Label
+				p.w = p.base
 				pairs = append(pairs, p)
 			}
 		}
@@ -293,9 +304,61 @@ func fitPairwise(exs []feedback.Example, prop []float64, r *model.Ranker, cfg Ra
 	if len(pairs) == 0 {
 		return v, 0
 	}
+	v = newton(pairs, v, cfg)
+	rank := make([][]int32, len(exs)) // per list, each item's rank under v
+	for range lambdaRounds {
+		for k := range exs {
+			rank[k] = ranks(exs[k].Items, v, r.Scale, rank[k])
+		}
+		for n := range pairs {
+			p := &pairs[n]
+			li, lj := exs[p.k].Items[p.i].Label, exs[p.k].Items[p.j].Label
+			ri, rj := rank[p.k][p.i], rank[p.k][p.j]
+			p.w = p.base * (math.Exp2(li) - math.Exp2(lj)) * math.Abs(discount(ri)-discount(rj))
+		}
+		v = newton(pairs, v, cfg)
+	}
+	return v, len(pairs)
+}
+
+// discount is DCG@10's position discount at 0-based rank r.
+func discount(r int32) float64 {
+	if r >= 10 {
+		return 0
+	}
+	return 1 / math.Log2(float64(r)+2)
+}
+
+// ranks fills out (reused when long enough) with each item's 0-based rank
+// when ordered by v over the scaled features.
+func ranks(items []feedback.Shown, v, scale []float64, out []int32) []int32 {
+	order := make([]int, len(items))
+	score := make([]float64, len(items))
+	for i := range items {
+		order[i] = i
+		for f, x := range items[i].X {
+			score[i] += v[f] * x / scale[f]
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(score[b], score[a]) })
+	if cap(out) < len(items) {
+		out = make([]int32, len(items))
+	}
+	out = out[:len(items)]
+	for r, i := range order {
+		out[i] = int32(r)
+	}
+	return out
+}
+
+// newton minimises the weighted pairwise logistic loss from v.
+func newton(pairs []pair, v []float64, cfg RankerConfig) []float64 {
 	total := 0.0
 	for _, p := range pairs {
 		total += p.w
+	}
+	if total <= 0 {
+		return v
 	}
 	loss := func(v []float64) float64 {
 		l := 0.0
@@ -350,7 +413,7 @@ func fitPairwise(exs []feedback.Example, prop []float64, r *model.Ranker, cfg Ra
 			break
 		}
 	}
-	return v, len(pairs)
+	return v
 }
 
 func dot(v []float64, d *[model.NumRankFeatures]float64) float64 {
