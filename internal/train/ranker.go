@@ -131,26 +131,29 @@ func trainRanker(exs []feedback.Example, cfg RankerConfig, positionBias bool) (*
 		rep.Scores = append(rep.Scores, RankerScore{Ranking: names[i], DCG10: floats.Sum(per[i]) / float64(len(valid)),
 			BeatsServed: i > 0 && clearlyBetter(per[i], per[0])})
 	}
-	// The best ordering that beats the served order by more than three
-	// standard errors of the per-list difference: on a few lists, a small
-	// lead is noise, and a ranker that changes what serves on noise is
-	// worse than none.
+	// The best ordering serves if it beats the served order by more than
+	// three standard errors of the per-list difference: on a few lists, a
+	// small lead is noise, and a ranker that changes what serves on noise
+	// is worse than none.
 	best := 0
 	for i := 1; i < len(per); i++ {
-		if rep.Scores[i].BeatsServed && rep.Scores[i].DCG10 > rep.Scores[best].DCG10 {
+		if rep.Scores[i].DCG10 > rep.Scores[best].DCG10 {
 			best = i
 		}
 	}
 	switch {
-	case best == len(per)-1:
-		rep.Chosen, rep.Reason = "pairwise", "the learned ranker beats the served order clearly and every single feature on validation"
-		return r, rep
 	case best == 0:
-		rep.Reason = "nothing beats the served order on validation by more than three standard errors"
+		rep.Reason = "the served order is at least as good as the learned ranker and every single feature on validation"
 		return nil, rep
+	case !rep.Scores[best].BeatsServed:
+		rep.Reason = rep.Scores[best].Ranking + " scores best on validation, but not by more than three standard errors over the served order"
+		return nil, rep
+	case best == len(per)-1:
+		rep.Chosen, rep.Reason = "pairwise", "the learned ranker beats every single feature, and the served order clearly, on validation"
+		return r, rep
 	}
-	// A single feature clearly beat the served order, and the learned
-	// weights did not beat it: serve by it alone, and say so.
+	// A single feature beat the learned weights, and the served order
+	// clearly: serve by it alone, and say so.
 	f := best - 1
 	one := &model.Ranker{Features: slices.Clone(model.RankFeatures), Mean: make([]float64, model.NumRankFeatures),
 		Scale: slices.Repeat([]float64{1}, model.NumRankFeatures), Weights: make([]float64, model.NumRankFeatures),
