@@ -36,8 +36,10 @@ func newTrainCmd() *cobra.Command {
 		Long: `Replays every retained record of the event log in --data-dir into a fresh feature
 engine (with --features, or the built-in specs) and writes the result as the snapshot the
 next 'ripple serve' starts from. Then trains the models (transition, item kNN, EASE on small
-catalogues), tunes their blend on each user's last event, and promotes the result as the
-next version in <data-dir>/models (the train: section of --config shapes it). The server
+catalogues), tunes their blend on each user's last event, learns a ranker from replayed
+validation lists and from the engaged lists the server logged in <data-dir>/feedback, and
+promotes the result as the next version in <data-dir>/models (the train: section of --config
+shapes it). The server
 must not be running on the same data dir (Pebble locks it); a running server trains on
 POST /v1/admin/train?wait=true instead.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -71,6 +73,18 @@ POST /v1/admin/train?wait=true instead.`,
 				fmt.Fprintf(out, "trained %s on %d events, %d items in %.2fs; serving %s\n", r.Model, r.Events, r.Items, r.TrainSeconds, r.Serving)
 				for _, v := range r.Validation {
 					fmt.Fprintf(out, "  validation (%d users) %-10s NDCG@10 %.4f HR@10 %.4f\n", r.ValidationUsers, v.Source, v.NDCG10, v.HR10)
+				}
+				for _, rk := range []struct {
+					from string
+					rep  *train.RankerReport
+				}{{"replayed", r.ReplayRanker}, {"logged", r.Ranker}} {
+					if rk.rep != nil {
+						chosen := rk.rep.Chosen
+						if chosen == "" {
+							chosen = "none"
+						}
+						fmt.Fprintf(out, "  ranker from %d %s lists: %s (%s)\n", rk.rep.Lists, rk.from, chosen, rk.rep.Reason)
+					}
 				}
 			}
 			return nil

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -159,4 +160,21 @@ func TestAdminModelsRollback(t *testing.T) {
 	assert.Equal(t, 409, code)
 	_, body = callJSON(t, h, "GET", "/v1/recommendations/u3?k=5")
 	assert.Equal(t, "blend@1", body["model"], "a failed activation changes nothing")
+}
+
+// TestTrainCommandReportsRankers: `ripple train` on a data dir the server
+// wrote trains offline and says what became of both rankers.
+func TestTrainCommandReportsRankers(t *testing.T) {
+	cfg, _, _ := demoNode(t, "u3")
+	cmd := newTrainCmd()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs([]string{"--data-dir", cfg.DataDir})
+	require.NoError(t, cmd.Execute(), errOut.String())
+	got := out.String()
+	assert.Contains(t, got, "trained blend@1")
+	assert.Regexp(t, `ranker from \d+ replayed lists: \S+ \(`, got)
+	assert.Contains(t, got, "ranker from 0 logged lists: none (too few engaged lists logged to learn from)",
+		"the demo served no list: nothing was logged")
 }
