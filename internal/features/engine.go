@@ -107,6 +107,9 @@ type compiled struct {
 	sessionGap, covisGap        int64   // ms
 	hlUserItem, hlUserCat       float64 // half-lives, ms
 	hlTrend                     float64
+	// nUser, nItem, nGlobal: how many values Values reports for an
+	// entity (its map is made that size, not grown).
+	nUser, nItem, nGlobal int
 }
 
 // typeInfo is what applying an event of one type needs from the specs,
@@ -168,6 +171,14 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 	e.c.lateness = time.Duration(cfg.Lateness).Milliseconds()
 	for i := range cfg.Features {
 		s := &cfg.Features[i]
+		switch s.Scope {
+		case ScopeUser, ScopeUserItem, ScopeUserCategory:
+			e.c.nUser++
+		case ScopeItem:
+			e.c.nItem++
+		case ScopeGlobal:
+			e.c.nGlobal++
+		}
 		switch s.Kind {
 		case KindWindowCount, KindWindowSum:
 			n, width := windowShape(s)

@@ -399,7 +399,14 @@ func (e *Engine) Values(entity, id string) (v Values, ok bool) {
 // each to the newest stamp) reads them at that same clock.
 func (e *Engine) ValuesAt(entity, id string, now int64) (v Values, ok bool) {
 	wall := e.now().UnixMilli()
-	v.Features = map[string]Value{}
+	n := e.c.nGlobal
+	switch entity {
+	case EntityUser:
+		n = e.c.nUser
+	case EntityItem:
+		n = e.c.nItem
+	}
+	v.Features = make(map[string]Value, n)
 	put := func(s *Spec, val any, computed int64, isDefault bool) {
 		if s.TTL > 0 && computed > 0 && wall-computed > time.Duration(s.TTL).Milliseconds() {
 			val, isDefault = defaultOf(s), true

@@ -4,12 +4,19 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ripple-rec/ripple/internal/event"
 
 	"github.com/ripple-rec/ripple/internal/features"
 	"github.com/ripple-rec/ripple/internal/recommend"
 	"github.com/ripple-rec/ripple/internal/redistest"
+	"github.com/ripple-rec/ripple/internal/store/redis"
 )
 
 // BenchmarkRecommend compares one recommendation through the Redis tiers
@@ -120,4 +127,79 @@ func BenchmarkApplyWithPublisher(b *testing.B) {
 	}
 	b.Run("engine", func(b *testing.B) { apply(b, false) })
 	b.Run("publisher", func(b *testing.B) { apply(b, true) })
+}
+
+// BenchmarkWorkerPublish is a worker's apply-and-publish path in one
+// process, for profiling (cmd/ripple's BenchmarkWorkerThroughput runs it
+// as real processes behind kfake): 200,000 interactions of 20k users on
+// 5k items, split by user over 6 partition engines, each with a publisher
+// writing parts to a real Redis, applied in 1,000-record batches; the
+// clock stops when every publisher has written everything. Reported:
+// events/s and events per CPU-second of this process (applying,
+// materializing, encoding and the Redis client; Redis itself excluded).
+//
+//	go test -run XXX -bench BenchmarkWorkerPublish -benchtime 3x -count 3 ./internal/online
+func BenchmarkWorkerPublish(b *testing.B) {
+	const parts, total = 6, 200_000
+	srv := redistest.Start(b)
+	recs := make([][]event.Record, parts)
+	types := []string{"view", "view", "click", "cart", "purchase"}
+	base := time.Now().Add(-time.Hour).UnixMilli()
+	for i := range total {
+		u := i % 20_000
+		recs[u%parts] = append(recs[u%parts], event.Record{Kind: event.KindInteraction, Interaction: event.Interaction{
+			User: "u" + strconv.Itoa(u), Item: "i" + strconv.Itoa((i*7919)%5_000), Type: types[i%len(types)], TS: base + int64(i)/50}})
+	}
+	var events, cpu, wall float64
+	for n := range b.N {
+		b.StopTimer()
+		st, err := redis.Open(context.Background(), redis.Options{Addrs: []string{srv.Addr()}})
+		require.NoError(b, err)
+		engs := make([]*features.Engine, parts)
+		pubs := make([]*Publisher, parts)
+		for p := range parts {
+			engs[p] = features.NewEngine(features.DefaultConfig(), nil)
+			pubs[p] = NewPublisher(engs[p], st, nil, PublisherOptions{Source: fmt.Sprint("bench-", b.N, "-", n, "-", p),
+				Part: strconv.Itoa(p), AnnounceOnly: true})
+			pubs[p].Start(context.Background())
+		}
+		cpu0, start := processCPU(b), time.Now()
+		b.StartTimer()
+		for lo := 0; lo < total/parts+1000; lo += 1000 {
+			for p := range parts {
+				if lo >= len(recs[p]) {
+					continue
+				}
+				chunk := recs[p][lo:min(len(recs[p]), lo+1000)]
+				offs := make([]uint64, len(chunk))
+				for i := range offs {
+					offs[i] = uint64(lo + i + 1)
+				}
+				engs[p].ApplyBatch(offs, chunk)
+				pubs[p].AfterApply(engs[p].Applied())
+			}
+		}
+		for p := range parts {
+			for pubs[p].Published() < engs[p].Applied() {
+				time.Sleep(100 * time.Microsecond)
+			}
+		}
+		b.StopTimer()
+		events += total
+		wall += time.Since(start).Seconds()
+		cpu += processCPU(b) - cpu0
+		for _, p := range pubs {
+			p.Close()
+		}
+		st.Close()
+	}
+	b.ReportMetric(events/wall, "events/s")
+	b.ReportMetric(events/cpu, "events/cpu-s")
+}
+
+// processCPU is the user+system CPU time this process used so far.
+func processCPU(tb testing.TB) float64 {
+	var ru syscall.Rusage
+	require.NoError(tb, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

@@ -120,6 +120,7 @@ type Publisher struct {
 
 	lastAck    uint64 // writer goroutine only
 	lastGlobal time.Time
+	fields     fieldBytes // writer goroutine only
 }
 
 type pending struct {
@@ -162,8 +163,8 @@ func (p *Publisher) localUser(id string) (userEntry, features.Values, bool) {
 	if !ok {
 		return userEntry{}, features.Values{}, false
 	}
-	_, _, entry, vals := p.userState(id)
-	return entry, vals, true
+	doc, seen, vals := p.userState(id)
+	return newUserEntry(doc.userDoc, seen, doc.exists), vals, true
 }
 
 // Start compares the store's offset for this source with the engine's and
@@ -315,13 +316,20 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 	if pend.empty() {
 		return true
 	}
-	b := &store.Batch{Source: p.opts.Source, Offset: pend.offset, TTL: p.opts.TTL, Commit: true, Expect: p.lastAck}
-	entries := make(map[string]userEntry, len(pend.users))
-	values := make(map[string]features.Values, len(pend.users))
+	b := &store.Batch{Source: p.opts.Source, Offset: pend.offset, TTL: p.opts.TTL, Commit: true, Expect: p.lastAck,
+		Put: make([]store.Entity, 0, len(pend.users)+len(pend.items)+1)}
+	var entries map[string]userEntry
+	var values map[string]features.Values
+	if p.refreshesLocal() {
+		entries = make(map[string]userEntry, len(pend.users))
+		values = make(map[string]features.Values, len(pend.users))
+	}
 	for id := range pend.users {
-		e, entry, vals := p.userRecord(id)
+		e, doc, seen, vals := p.userRecord(id)
 		b.Put = append(b.Put, e)
-		entries[id], values[id] = entry, vals
+		if entries != nil {
+			entries[id], values[id] = newUserEntry(doc.userDoc, seen, doc.exists), vals
+		}
 	}
 	for id := range pend.items {
 		b.Put = append(b.Put, p.itemRecord(id))
@@ -397,7 +405,7 @@ func (p *Publisher) lost(storeOffset uint64) {
 // own invalidations do not reach it) and ends the local reads of users
 // the store has caught up with.
 func (p *Publisher) refreshLocal(pend pending, entries map[string]userEntry, values map[string]features.Values) {
-	if p.r != nil && !p.opts.AnnounceOnly {
+	if p.refreshesLocal() {
 		for id, e := range entries {
 			p.r.users.Set(userCacheKey(id), e)
 			p.r.values.Set(valuesCacheKey(features.EntityUser, id), valuesEntry{vals: values[id], found: true})
@@ -428,6 +436,10 @@ func (p *Publisher) refreshLocal(pend pending, entries map[string]userEntry, val
 	}
 	p.mu.Unlock()
 }
+
+// refreshesLocal: this node serves reads from its tiers, which the
+// publisher refreshes with what it wrote.
+func (p *Publisher) refreshesLocal() bool { return p.r != nil && !p.opts.AnnounceOnly }
 
 // requeue puts a failed batch back under what arrived since.
 func (p *Publisher) requeue(old pending) {
@@ -500,7 +512,7 @@ func (p *Publisher) resyncAll(ctx context.Context) error {
 			return true
 		}
 		users[id] = true
-		e, _, _ := p.userRecord(id)
+		e, _, _, _ := p.userRecord(id)
 		chunk = append(chunk, e)
 		if len(chunk) == p.opts.ResyncChunk {
 			err = write(false)
@@ -564,62 +576,72 @@ func (p *Publisher) resyncAll(ctx context.Context) error {
 	return nil
 }
 
-// userState reads one user from the engine: the pipeline's entry and the
-// feature values.
-func (p *Publisher) userState(id string) (userDoc, []string, userEntry, features.Values) {
+// userState reads one user from the engine: the _view document (and
+// whether the engine has the user), the _seen list and the feature values.
+func (p *Publisher) userState(id string) (userState, []string, features.Values) {
 	v := p.eng.User(id, p.opts.RecentItems)
 	vals, _ := p.eng.Values(features.EntityUser, id)
 	seen := p.eng.SeenItems(id, p.opts.Seen)
 	doc := userDoc{At: v.ComputedAt, Recent: v.Recent, Session: v.Session, Categories: v.Categories, Events: v.Events,
 		NoPers: v.NoPersonalization}
-	return doc, seen, newUserEntry(doc, seen, v.Exists), vals
+	return userState{doc, v.Exists}, seen, vals
 }
 
-// userRecord materializes one user: the store record, the decoded entry
-// for this node's tier, and the feature values.
-func (p *Publisher) userRecord(id string) (store.Entity, userEntry, features.Values) {
-	doc, seen, entry, vals := p.userState(id)
-	e := store.Entity{Key: userKey(id)}
+// userState is a user's _view document and whether the engine has them.
+type userState struct {
+	userDoc
+	exists bool
+}
+
+// userRecord materializes one user: the store record, and what its entry
+// in this node's tiers is made of.
+func (p *Publisher) userRecord(id string) (store.Entity, userState, []string, features.Values) {
+	doc, seen, vals := p.userState(id)
+	f := &p.fields
+	e := store.Entity{Key: userKey(id), Fields: make([]store.Field, 0, 5)}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	add(fieldView, encode(doc))
-	add(fieldSeen, encode(seen))
-	add(fieldAt, strconv.AppendInt(nil, doc.At, 10))
-	add(fieldValues, valuesField(vals))
+	add(fieldView, f.keep(appendUserDoc(f.scratch, &doc.userDoc)))
+	add(fieldSeen, f.keep(appendStrings(f.scratch, seen)))
+	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, doc.At, 10)))
+	add(fieldValues, f.keep(appendValuesField(f.scratch, vals)))
 	if c := p.eng.Consent(id); c != event.FullConsent {
 		add(fieldConsent, encode(c))
 	}
 	p.m.observe(features.EntityUser, doc.At, vals)
-	return e, entry, vals
+	return e, doc, seen, vals
 }
 
 func (p *Publisher) itemRecord(id string) store.Entity {
-	info := make([]features.ItemInfo, 1)
-	p.eng.Items([]string{id}, info)
-	e := store.Entity{Key: itemKey(id), Part: p.opts.Part}
+	var info [1]features.ItemInfo
+	p.eng.Items([]string{id}, info[:])
+	f := &p.fields
+	e := store.Entity{Key: itemKey(id), Part: p.opts.Part, Fields: make([]store.Field, 0, 6)}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
 	vals := p.partValues(add, features.EntityItem, id)
 	nbrs := p.eng.Neighbors(id, p.opts.Neighbors)
 	if nbrs == nil {
 		nbrs = []features.Neighbor{}
 	}
-	add(fieldInfo, encode(newItemDoc(vals.ComputedAt, info[0])))
-	add(fieldNbrs, encode(nbrs))
-	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
-	add(fieldValues, valuesField(vals))
+	doc := newItemDoc(vals.ComputedAt, info[0])
+	add(fieldInfo, f.keep(appendItemDoc(f.scratch, &doc)))
+	add(fieldNbrs, f.keep(appendNeighbors(f.scratch, nbrs)))
+	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, vals.ComputedAt, 10)))
+	add(fieldValues, f.keep(appendValuesField(f.scratch, vals)))
 	p.m.observe(features.EntityItem, vals.ComputedAt, vals)
 	return e
 }
 
 func (p *Publisher) globalRecord() store.Entity {
+	f := &p.fields
 	e := store.Entity{Key: globalKey, Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
 	vals := p.partValues(add, features.EntityGlobal, "")
-	add(fieldTrend, encode(scoredOrEmpty(p.eng.Trending("", p.opts.Trending))))
+	add(fieldTrend, f.keep(appendScored(f.scratch, scoredOrEmpty(p.eng.Trending("", p.opts.Trending)))))
 	for _, c := range p.eng.TrendingCategories() {
-		add(trendCatPfx+c, encode(scoredOrEmpty(p.eng.Trending(c, p.opts.Trending))))
+		add(trendCatPfx+c, f.keep(appendScored(f.scratch, scoredOrEmpty(p.eng.Trending(c, p.opts.Trending)))))
 	}
-	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
-	add(fieldValues, valuesField(vals))
+	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, vals.ComputedAt, 10)))
+	add(fieldValues, f.keep(appendValuesField(f.scratch, vals)))
 	p.m.observe(features.EntityGlobal, vals.ComputedAt, vals)
 	return e
 }
@@ -642,8 +664,9 @@ func (p *Publisher) partValues(add func(string, []byte), entity, id string) feat
 	}
 	clk := p.eng.Clock()
 	vals, _ := p.eng.ValuesAt(entity, id, clk)
-	add(fieldClk, strconv.AppendInt(nil, clk, 10))
-	add(fieldWin, encode(p.eng.WindowBuckets(entity, id)))
+	f := &p.fields
+	add(fieldClk, f.keep(strconv.AppendInt(f.scratch, clk, 10)))
+	add(fieldWin, f.keep(appendWindowBuckets(f.scratch, p.eng.WindowBuckets(entity, id))))
 	return vals
 }
 
