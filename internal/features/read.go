@@ -398,20 +398,31 @@ func (e *Engine) Values(entity, id string) (v Values, ok bool) {
 // values with a clock it read first (partition parts, merged by decaying
 // each to the newest stamp) reads them at that same clock.
 func (e *Engine) ValuesAt(entity, id string, now int64) (v Values, ok bool) {
-	wall := e.now().UnixMilli()
-	n := e.c.nGlobal
-	switch entity {
-	case EntityUser:
-		n = e.c.nUser
-	case EntityItem:
-		n = e.c.nItem
+	var l []NamedValue
+	l, v.ComputedAt, ok = e.AppendValuesAt(make([]NamedValue, 0, e.valueCount(entity)), entity, id, now)
+	v.Features = make(map[string]Value, len(l))
+	for _, x := range l {
+		v.Features[x.Name] = x.Value
 	}
-	v.Features = make(map[string]Value, n)
+	return v, ok
+}
+
+// NamedValue is one feature value and the feature's name.
+type NamedValue struct {
+	Name string
+	Value
+}
+
+// AppendValuesAt is ValuesAt appending the values, in spec order, to dst
+// (which a caller can reuse) instead of making a map: what a writer that
+// only encodes them needs. It returns the entity's computed_at.
+func (e *Engine) AppendValuesAt(dst []NamedValue, entity, id string, now int64) (_ []NamedValue, computedAt int64, ok bool) {
+	wall := e.now().UnixMilli()
 	put := func(s *Spec, val any, computed int64, isDefault bool) {
 		if s.TTL > 0 && computed > 0 && wall-computed > time.Duration(s.TTL).Milliseconds() {
 			val, isDefault = defaultOf(s), true
 		}
-		v.Features[s.Name] = Value{Value: val, ComputedAt: computed, Default: isDefault}
+		dst = append(dst, NamedValue{Name: s.Name, Value: Value{Value: val, ComputedAt: computed, Default: isDefault}})
 	}
 	switch entity {
 	case EntityUser:
@@ -419,34 +430,47 @@ func (e *Engine) ValuesAt(entity, id string, now int64) (v Values, ok bool) {
 		if u != nil {
 			u.mu.Lock()
 			defer u.mu.Unlock()
-			v.ComputedAt = u.updated
+			computedAt = u.updated
 		}
 		e.userValues(u, now, put)
-		return v, u != nil
+		return dst, computedAt, u != nil
 	case EntityItem:
 		it := e.items.Get(id)
 		if it != nil {
 			it.mu.Lock()
 			defer it.mu.Unlock()
-			v.ComputedAt = it.updated
+			computedAt = it.updated
 		}
 		e.itemValues(it, now, put)
-		return v, it != nil
+		return dst, computedAt, it != nil
 	case EntityGlobal:
 		e.global.mu.Lock()
 		defer e.global.mu.Unlock()
-		v.ComputedAt = e.global.updated
+		computedAt = e.global.updated
 		sums := windowValues(&e.global.windows, e.c.globalWin, now)
 		for i, w := range e.c.globalWin {
 			put(w.spec, sums[i], e.global.updated, false)
 		}
 		e.rateValues(ScopeGlobal, sums, e.c.globalWin, e.global.updated, put)
-		return v, true
+		return dst, computedAt, true
 	}
-	return v, false
+	return dst, 0, false
 }
 
-// Bucket is one non-empty bucket of a window feature: what the events
+// valueCount is how many values an entity has.
+func (e *Engine) valueCount(entity string) int {
+	switch entity {
+	case EntityUser:
+		return e.c.nUser
+	case EntityItem:
+		return e.c.nItem
+	case EntityGlobal:
+		return e.c.nGlobal
+	}
+	return 0
+}
+
+// Bucket is one non-empty bucketof a window feature: what the events
 // with ts/width == Idx added (width = window/buckets).
 type Bucket struct {
 	Idx int64   `json:"i"`

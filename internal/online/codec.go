@@ -216,20 +216,17 @@ func appendStrings(b []byte, ss []string) []byte {
 }
 
 // appendValuesField appends an entity's feature values as the _f field: a
-// map of valueDoc, with the entity's feature names in map order (readers
-// decode it into a map). Non-finite numbers are null here, where encode
+// map of valueDoc, in the order of vals (readers decode it into a map). Non-finite numbers are null here, where encode
 // would fail. decodeValues reads it.
-func appendValuesField(b []byte, v features.Values) []byte {
+func appendValuesField(b []byte, vals []features.NamedValue) []byte {
 	b = append(b, '{')
-	first := true
-	for name, fv := range v.Features {
-		if !first {
+	for i, fv := range vals {
+		if i > 0 {
 			b = append(b, ',')
 		}
-		first = false
-		b = appendJSONKey(b, name)
+		b = appendJSONKey(b, fv.Name)
 		b = append(b, `{"v":`...)
-		b = appendValue(b, fv.Value)
+		b = appendValue(b, fv.Value.Value)
 		if fv.ComputedAt != 0 {
 			b = append(b, `,"t":`...)
 			b = strconv.AppendInt(b, fv.ComputedAt, 10)

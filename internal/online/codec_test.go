@@ -35,7 +35,11 @@ func TestValuesFieldMatchesTheGenericEncoder(t *testing.T) {
 		"ünï":           {Value: 2.0},
 		"ctl\x01":       {Value: 3.0},
 	}}
-	got := appendValuesField(nil, v)
+	var named []features.NamedValue
+	for name, fv := range v.Features {
+		named = append(named, features.NamedValue{Name: name, Value: fv})
+	}
+	got := appendValuesField(nil, named)
 	require.True(t, json.Valid(got), "%s", got)
 	old := make(map[string]valueDoc, len(v.Features))
 	for name, fv := range v.Features {
@@ -51,7 +55,7 @@ func TestValuesFieldMatchesTheGenericEncoder(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, want, have)
 
-	empty := appendValuesField(nil, features.Values{})
+	empty := appendValuesField(nil, nil)
 	require.Equal(t, "{}", string(empty))
 }
 

@@ -107,7 +107,7 @@ func newPublisherMetrics(reg prometheus.Registerer, p *Publisher) *publisherMetr
 	return m
 }
 
-func (m *publisherMetrics) observe(group string, computedAt int64, vals features.Values) {
+func (m *publisherMetrics) observe(group string, computedAt int64, vals []features.NamedValue) {
 	g := &m.newest[groupIndex(group)]
 	for {
 		cur := g.Load()
@@ -116,14 +116,14 @@ func (m *publisherMetrics) observe(group string, computedAt int64, vals features
 		}
 	}
 	sample := m.sampleN.Add(1)%distSample == 0
-	for name, v := range vals.Features {
-		fs := m.series(name)
+	for _, v := range vals {
+		fs := m.series(v.Name)
 		fs.values.Inc()
 		if v.Default {
 			fs.defaults.Inc()
 			continue
 		}
-		if f, ok := v.Value.(float64); ok && sample && !math.IsInf(f, 0) && !math.IsNaN(f) {
+		if f, ok := v.Value.Value.(float64); ok && sample && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			fs.dist.Observe(f)
 		}
 	}

@@ -108,7 +108,8 @@ type Publisher struct {
 	mu   sync.Mutex
 	pend pending
 	// unwritten: users changed (or erased) here and not yet acknowledged
-	// by the store, with the offset that changed them last.
+	// by the store, with the offset that changed them last (only when
+	// this node's tiers are refreshed: see localUser).
 	unwritten map[string]uint64
 
 	wake      chan struct{}
@@ -121,6 +122,9 @@ type Publisher struct {
 	lastAck    uint64 // writer goroutine only
 	lastGlobal time.Time
 	fields     fieldBytes // writer goroutine only
+	// vals holds the values of the record being built (writer goroutine
+	// only), cleared after each: no user's values outlive their record.
+	vals []features.NamedValue
 }
 
 type pending struct {
@@ -163,7 +167,8 @@ func (p *Publisher) localUser(id string) (userEntry, features.Values, bool) {
 	if !ok {
 		return userEntry{}, features.Values{}, false
 	}
-	doc, seen, vals := p.userState(id)
+	doc, seen := p.userState(id)
+	vals, _ := p.eng.Values(features.EntityUser, id)
 	return newUserEntry(doc.userDoc, seen, doc.exists), vals, true
 }
 
@@ -225,6 +230,8 @@ func (p *Publisher) AfterApply(applied uint64) {
 	if ch.Empty() {
 		return
 	}
+	// Only a node that reads its own users back tracks which are unwritten.
+	local := p.refreshesLocal()
 	p.mu.Lock()
 	if p.pend.empty() {
 		p.pend.since = time.Now()
@@ -235,12 +242,16 @@ func (p *Publisher) AfterApply(applied uint64) {
 	for _, id := range ch.Erased {
 		delete(p.pend.users, id)
 		p.pend.erased[id] = struct{}{}
-		p.unwritten[id] = applied
+		if local {
+			p.unwritten[id] = applied
+		}
 	}
 	for _, id := range ch.Users {
 		delete(p.pend.erased, id)
 		p.pend.users[id] = struct{}{}
-		p.unwritten[id] = applied
+		if local {
+			p.unwritten[id] = applied
+		}
 	}
 	for _, id := range ch.Items {
 		p.pend.items[id] = struct{}{}
@@ -320,15 +331,16 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 		Put: make([]store.Entity, 0, len(pend.users)+len(pend.items)+1)}
 	var entries map[string]userEntry
 	var values map[string]features.Values
-	if p.refreshesLocal() {
+	local := p.refreshesLocal()
+	if local {
 		entries = make(map[string]userEntry, len(pend.users))
 		values = make(map[string]features.Values, len(pend.users))
 	}
 	for id := range pend.users {
-		e, doc, seen, vals := p.userRecord(id)
+		e, entry, vals := p.userRecord(id, local)
 		b.Put = append(b.Put, e)
-		if entries != nil {
-			entries[id], values[id] = newUserEntry(doc.userDoc, seen, doc.exists), vals
+		if local {
+			entries[id], values[id] = entry, vals
 		}
 	}
 	for id := range pend.items {
@@ -512,7 +524,7 @@ func (p *Publisher) resyncAll(ctx context.Context) error {
 			return true
 		}
 		users[id] = true
-		e, _, _, _ := p.userRecord(id)
+		e, _, _ := p.userRecord(id, false)
 		chunk = append(chunk, e)
 		if len(chunk) == p.opts.ResyncChunk {
 			err = write(false)
@@ -577,14 +589,13 @@ func (p *Publisher) resyncAll(ctx context.Context) error {
 }
 
 // userState reads one user from the engine: the _view document (and
-// whether the engine has the user), the _seen list and the feature values.
-func (p *Publisher) userState(id string) (userState, []string, features.Values) {
+// whether the engine has the user) and the _seen list.
+func (p *Publisher) userState(id string) (userState, []string) {
 	v := p.eng.User(id, p.opts.RecentItems)
-	vals, _ := p.eng.Values(features.EntityUser, id)
 	seen := p.eng.SeenItems(id, p.opts.Seen)
 	doc := userDoc{At: v.ComputedAt, Recent: v.Recent, Session: v.Session, Categories: v.Categories, Events: v.Events,
 		NoPers: v.NoPersonalization}
-	return userState{doc, v.Exists}, seen, vals
+	return userState{doc, v.Exists}, seen
 }
 
 // userState is a user's _view document and whether the engine has them.
@@ -593,22 +604,44 @@ type userState struct {
 	exists bool
 }
 
-// userRecord materializes one user: the store record, and what its entry
-// in this node's tiers is made of.
-func (p *Publisher) userRecord(id string) (store.Entity, userState, []string, features.Values) {
-	doc, seen, vals := p.userState(id)
+// userRecord materializes one user: the store record and, when local is
+// set, the entry and values for this node's tiers.
+func (p *Publisher) userRecord(id string, local bool) (store.Entity, userEntry, features.Values) {
+	doc, seen := p.userState(id)
+	at := p.readValues(features.EntityUser, id, p.eng.Clock())
+	defer p.clearValues()
 	f := &p.fields
 	e := store.Entity{Key: userKey(id), Fields: make([]store.Field, 0, 5)}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
 	add(fieldView, f.keep(appendUserDoc(f.scratch, &doc.userDoc)))
 	add(fieldSeen, f.keep(appendStrings(f.scratch, seen)))
 	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, doc.At, 10)))
-	add(fieldValues, f.keep(appendValuesField(f.scratch, vals)))
+	add(fieldValues, f.keep(appendValuesField(f.scratch, p.vals)))
 	if c := p.eng.Consent(id); c != event.FullConsent {
 		add(fieldConsent, encode(c))
 	}
-	p.m.observe(features.EntityUser, doc.At, vals)
-	return e, doc, seen, vals
+	p.m.observe(features.EntityUser, doc.At, p.vals)
+	if !local {
+		return e, userEntry{}, features.Values{}
+	}
+	vals := features.Values{ComputedAt: at, Features: make(map[string]features.Value, len(p.vals))}
+	for _, v := range p.vals {
+		vals.Features[v.Name] = v.Value
+	}
+	return e, newUserEntry(doc.userDoc, seen, doc.exists), vals
+}
+
+// readValues reads an entity's values at clock now into p.vals and
+// returns its computed_at.
+func (p *Publisher) readValues(entity, id string, now int64) int64 {
+	var at int64
+	p.vals, at, _ = p.eng.AppendValuesAt(p.vals[:0], entity, id, now)
+	return at
+}
+
+func (p *Publisher) clearValues() {
+	clear(p.vals)
+	p.vals = p.vals[:0]
 }
 
 func (p *Publisher) itemRecord(id string) store.Entity {
@@ -617,17 +650,18 @@ func (p *Publisher) itemRecord(id string) store.Entity {
 	f := &p.fields
 	e := store.Entity{Key: itemKey(id), Part: p.opts.Part, Fields: make([]store.Field, 0, 6)}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	vals := p.partValues(add, features.EntityItem, id)
+	at := p.partValues(add, features.EntityItem, id)
+	defer p.clearValues()
 	nbrs := p.eng.Neighbors(id, p.opts.Neighbors)
 	if nbrs == nil {
 		nbrs = []features.Neighbor{}
 	}
-	doc := newItemDoc(vals.ComputedAt, info[0])
+	doc := newItemDoc(at, info[0])
 	add(fieldInfo, f.keep(appendItemDoc(f.scratch, &doc)))
 	add(fieldNbrs, f.keep(appendNeighbors(f.scratch, nbrs)))
-	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, vals.ComputedAt, 10)))
-	add(fieldValues, f.keep(appendValuesField(f.scratch, vals)))
-	p.m.observe(features.EntityItem, vals.ComputedAt, vals)
+	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, at, 10)))
+	add(fieldValues, f.keep(appendValuesField(f.scratch, p.vals)))
+	p.m.observe(features.EntityItem, at, p.vals)
 	return e
 }
 
@@ -635,14 +669,15 @@ func (p *Publisher) globalRecord() store.Entity {
 	f := &p.fields
 	e := store.Entity{Key: globalKey, Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	vals := p.partValues(add, features.EntityGlobal, "")
+	at := p.partValues(add, features.EntityGlobal, "")
+	defer p.clearValues()
 	add(fieldTrend, f.keep(appendScored(f.scratch, scoredOrEmpty(p.eng.Trending("", p.opts.Trending)))))
 	for _, c := range p.eng.TrendingCategories() {
 		add(trendCatPfx+c, f.keep(appendScored(f.scratch, scoredOrEmpty(p.eng.Trending(c, p.opts.Trending)))))
 	}
-	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, vals.ComputedAt, 10)))
-	add(fieldValues, f.keep(appendValuesField(f.scratch, vals)))
-	p.m.observe(features.EntityGlobal, vals.ComputedAt, vals)
+	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, at, 10)))
+	add(fieldValues, f.keep(appendValuesField(f.scratch, p.vals)))
+	p.m.observe(features.EntityGlobal, at, p.vals)
 	return e
 }
 
@@ -657,17 +692,16 @@ func (p *Publisher) globalRecord() store.Entity {
 // values would be aligned from the wrong time. Anything applied after the
 // clock was read is left for the next flush, which the event that changed
 // it causes.
-func (p *Publisher) partValues(add func(string, []byte), entity, id string) features.Values {
-	if p.opts.Part == "" {
-		vals, _ := p.eng.Values(entity, id)
-		return vals
-	}
+func (p *Publisher) partValues(add func(string, []byte), entity, id string) (computedAt int64) {
 	clk := p.eng.Clock()
-	vals, _ := p.eng.ValuesAt(entity, id, clk)
+	at := p.readValues(entity, id, clk)
+	if p.opts.Part == "" {
+		return at
+	}
 	f := &p.fields
 	add(fieldClk, f.keep(strconv.AppendInt(f.scratch, clk, 10)))
 	add(fieldWin, f.keep(appendWindowBuckets(f.scratch, p.eng.WindowBuckets(entity, id))))
-	return vals
+	return at
 }
 
 func scoredOrEmpty(l []features.Scored) []features.Scored {
