@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/ripple-rec/ripple/internal/event"
@@ -150,7 +151,7 @@ func BenchmarkWorkerPublish(b *testing.B) {
 		recs[u%parts] = append(recs[u%parts], event.Record{Kind: event.KindInteraction, Interaction: event.Interaction{
 			User: "u" + strconv.Itoa(u), Item: "i" + strconv.Itoa((i*7919)%5_000), Type: types[i%len(types)], TS: base + int64(i)/50}})
 	}
-	var events, cpu, wall float64
+	var events, cpu, wall, written float64
 	for n := range b.N {
 		b.StopTimer()
 		st, err := redis.Open(context.Background(), redis.Options{Addrs: []string{srv.Addr()}})
@@ -190,11 +191,13 @@ func BenchmarkWorkerPublish(b *testing.B) {
 		cpu += processCPU(b) - cpu0
 		for _, p := range pubs {
 			p.Close()
+			written += testutil.ToFloat64(p.m.entities)
 		}
 		st.Close()
 	}
 	b.ReportMetric(events/wall, "events/s")
 	b.ReportMetric(events/cpu, "events/cpu-s")
+	b.ReportMetric(written/events, "records/event")
 }
 
 // processCPU is the user+system CPU time this process used so far.
