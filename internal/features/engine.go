@@ -2,6 +2,7 @@ package features
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +111,8 @@ type compiled struct {
 	// nUser, nItem, nGlobal: how many values Values reports for an
 	// entity (its map is made that size, not grown).
 	nUser, nItem, nGlobal int
+	// itemWin and globalWin indices in the order of their names.
+	itemWinByName, globalWinByName []int
 }
 
 // typeInfo is what applying an event of one type needs from the specs,
@@ -220,7 +223,18 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 		}
 	}
 	e.global.windows = newWindows(len(e.c.globalWin))
+	e.c.itemWinByName, e.c.globalWinByName = byName(e.c.itemWin), byName(e.c.globalWin)
 	return e
+}
+
+// byName lists the indices of ws in the order of their features' names.
+func byName(ws []winSpec) []int {
+	order := make([]int, len(ws))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(ws[a].spec.Name, ws[b].spec.Name) })
+	return order
 }
 
 // Config returns the engine's feature configuration.

@@ -485,36 +485,56 @@ type Bucket struct {
 // buckets and evaluating them at the newest clock (WindowAt). Their
 // window values could not be summed: each is evaluated at its own clock.
 func (e *Engine) WindowBuckets(entity, id string) map[string][]Bucket {
+	var out map[string][]Bucket
+	if !e.RangeWindowBuckets(entity, id, func(name string, bs []Bucket) {
+		if out == nil {
+			out = map[string][]Bucket{}
+		}
+		out[name] = bs
+	}) {
+		return nil
+	}
+	if out == nil {
+		out = map[string][]Bucket{}
+	}
+	return out
+}
+
+// RangeWindowBuckets is WindowBuckets without the map: fn gets each
+// window feature's name and buckets, in name order; false for an item the
+// engine does not know (fn is not called).
+func (e *Engine) RangeWindowBuckets(entity, id string, fn func(name string, bs []Bucket)) bool {
 	var (
-		w  *windows
-		ws []winSpec
+		w     *windows
+		ws    []winSpec
+		order []int
 	)
 	switch entity {
 	case EntityItem:
 		it := e.items.Get(id)
 		if it == nil {
-			return nil
+			return false
 		}
 		it.mu.Lock()
 		defer it.mu.Unlock()
-		w, ws = &it.windows, e.c.itemWin
+		w, ws, order = &it.windows, e.c.itemWin, e.c.itemWinByName
 	case EntityGlobal:
 		e.global.mu.Lock()
 		defer e.global.mu.Unlock()
-		w, ws = &e.global.windows, e.c.globalWin
+		w, ws, order = &e.global.windows, e.c.globalWin, e.c.globalWinByName
 	default:
-		return nil
+		return false
 	}
-	out := make(map[string][]Bucket, len(ws))
-	for i, s := range ws {
+	all := make([]Bucket, 0, len(w.b))
+	for _, i := range order {
 		lo, hi := w.ring(i, len(ws))
-		bs := make([]Bucket, 0, hi-lo)
+		start := len(all)
 		for _, x := range w.b[lo:hi] {
-			bs = append(bs, Bucket{Idx: x.idx, V: x.v})
+			all = append(all, Bucket{Idx: x.idx, V: x.v})
 		}
-		out[s.spec.Name] = bs
+		fn(ws[i].spec.Name, all[start:len(all):len(all)])
 	}
-	return out
+	return true
 }
 
 // WindowAt is the value of window feature s over buckets at engine clock

@@ -146,28 +146,24 @@ func appendItemDoc(b []byte, d *itemDoc) []byte {
 }
 
 // appendWindowBuckets appends the _win field: the buckets by feature
-// name, names sorted as encode sorts map keys.
-func appendWindowBuckets(b []byte, w map[string][]features.Bucket) []byte {
-	if w == nil {
-		return append(b, "null"...)
-	}
-	names := make([]string, 0, len(w))
-	for name := range w {
-		names = append(names, name)
-	}
-	slices.Sort(names)
+// name, as encode writes the map of WindowBuckets, from rangeBuckets (an
+// Engine.RangeWindowBuckets: names in order; false: null).
+func appendWindowBuckets(b []byte, rangeBuckets func(fn func(string, []features.Bucket)) bool) []byte {
+	start := len(b)
 	b = append(b, '{')
-	for i, name := range names {
-		if i > 0 {
+	if !rangeBuckets(func(name string, bs []features.Bucket) {
+		if len(b) > start+1 {
 			b = append(b, ',')
 		}
 		b = appendJSONKey(b, name)
-		b = appendList(b, w[name], func(b []byte, x features.Bucket) []byte {
+		b = appendList(b, bs, func(b []byte, x features.Bucket) []byte {
 			b = append(b, `{"i":`...)
 			b = strconv.AppendInt(b, x.Idx, 10)
 			b = append(b, `,"v":`...)
 			return appendNumber(b, x.V)
 		})
+	}) {
+		return append(b[:start], "null"...)
 	}
 	return append(b, '}')
 }

@@ -28,9 +28,14 @@ type publisherMetrics struct {
 	// perFeature caches each feature's series: resolving labels per
 	// value published cost 5% of a worker's CPU.
 	perFeature sync.Map // feature name -> *featureSeries
+	// byPosition caches each group's series in the order observe last
+	// saw its values (an engine reads them in spec order): no lookup by
+	// name per value. Only the publisher's writer goroutine observes.
+	byPosition [len(groups)][]*featureSeries
 }
 
 type featureSeries struct {
+	name             string
 	values, defaults prometheus.Counter
 	dist             prometheus.Observer
 }
@@ -39,7 +44,7 @@ func (m *publisherMetrics) series(name string) *featureSeries {
 	if s, ok := m.perFeature.Load(name); ok {
 		return s.(*featureSeries)
 	}
-	s, _ := m.perFeature.LoadOrStore(name, &featureSeries{values: m.values.WithLabelValues(name),
+	s, _ := m.perFeature.LoadOrStore(name, &featureSeries{name: name, values: m.values.WithLabelValues(name),
 		defaults: m.defaults.WithLabelValues(name), dist: m.dist.WithLabelValues(name)})
 	return s.(*featureSeries)
 }
@@ -108,7 +113,8 @@ func newPublisherMetrics(reg prometheus.Registerer, p *Publisher) *publisherMetr
 }
 
 func (m *publisherMetrics) observe(group string, computedAt int64, vals []features.NamedValue) {
-	g := &m.newest[groupIndex(group)]
+	gi := groupIndex(group)
+	g := &m.newest[gi]
 	for {
 		cur := g.Load()
 		if computedAt <= cur || g.CompareAndSwap(cur, computedAt) {
@@ -116,8 +122,16 @@ func (m *publisherMetrics) observe(group string, computedAt int64, vals []featur
 		}
 	}
 	sample := m.sampleN.Add(1)%distSample == 0
-	for _, v := range vals {
-		fs := m.series(v.Name)
+	cached := m.byPosition[gi]
+	for i, v := range vals {
+		if i == len(cached) {
+			cached = append(cached, nil)
+		}
+		fs := cached[i]
+		if fs == nil || fs.name != v.Name {
+			fs = m.series(v.Name)
+			cached[i] = fs
+		}
 		fs.values.Inc()
 		if v.Default {
 			fs.defaults.Inc()
@@ -127,4 +141,5 @@ func (m *publisherMetrics) observe(group string, computedAt int64, vals []featur
 			fs.dist.Observe(f)
 		}
 	}
+	m.byPosition[gi] = cached
 }

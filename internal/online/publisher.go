@@ -312,7 +312,9 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 	}
 	p.mu.Lock()
 	pend := p.pend
-	p.pend = newPending()
+	// Sized as the last: under load, every flush takes about as many.
+	p.pend = pending{users: make(map[string]struct{}, len(pend.users)), items: make(map[string]struct{}, len(pend.items)),
+		erased: map[string]struct{}{}}
 	// The global record is rewritten at most every GlobalEvery.
 	deferGlobal := pend.global && !final && time.Since(p.lastGlobal) < p.opts.GlobalEvery
 	if deferGlobal {
@@ -700,7 +702,9 @@ func (p *Publisher) partValues(add func(string, []byte), entity, id string) (com
 	}
 	f := &p.fields
 	add(fieldClk, f.keep(strconv.AppendInt(f.scratch, clk, 10)))
-	add(fieldWin, f.keep(appendWindowBuckets(f.scratch, p.eng.WindowBuckets(entity, id))))
+	add(fieldWin, f.keep(appendWindowBuckets(f.scratch, func(fn func(string, []features.Bucket)) bool {
+		return p.eng.RangeWindowBuckets(entity, id, fn)
+	})))
 	return at
 }
 
