@@ -353,6 +353,14 @@ type fieldBytes struct {
 
 const fieldChunk = 64 << 10
 
+// release forgets every byte handed out and wipes the scratch buffer: the
+// publisher keeps nothing of a record once its write is done (a user
+// erased since must not linger in a buffer it holds).
+func (f *fieldBytes) release() {
+	clear(f.scratch[:cap(f.scratch)])
+	f.chunk = nil
+}
+
 // keep copies b, appended to f.scratch[:0], out of the scratch buffer.
 func (f *fieldBytes) keep(b []byte) []byte {
 	f.scratch = b[:0]

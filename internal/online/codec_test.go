@@ -239,6 +239,9 @@ func TestPublishedRecordsMatchTheGenericEncoder(t *testing.T) {
 		requireRecord(t, e, want, vals)
 	}
 	require.Empty(t, p.vals[:cap(p.vals)][0].Name, "no values kept after a record")
+	p.fields.release()
+	require.Nil(t, p.fields.chunk)
+	require.Equal(t, make([]byte, cap(p.fields.scratch)), p.fields.scratch[:cap(p.fields.scratch)], "no bytes kept after a flush")
 }
 
 // requireRecord: e has exactly the fields of want (and _f, and _consent

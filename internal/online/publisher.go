@@ -302,6 +302,7 @@ func (p *Publisher) run() {
 
 // flush writes what is pending; false means it must be retried.
 func (p *Publisher) flush(ctx context.Context, final bool) bool {
+	defer p.fields.release()
 	if p.resync.Load() {
 		if err := p.resyncAll(ctx); err != nil {
 			p.m.writes.WithLabelValues("failed").Inc()
