@@ -160,7 +160,7 @@ func appendWindowBuckets(b []byte, rangeBuckets func(fn func(string, []features.
 			b = append(b, `{"i":`...)
 			b = strconv.AppendInt(b, x.Idx, 10)
 			b = append(b, `,"v":`...)
-			return appendNumber(b, x.V)
+			return append(appendNumber(b, x.V), '}')
 		})
 	}) {
 		return append(b[:start], "null"...)
@@ -175,40 +175,32 @@ func appendItemsAt(b []byte, xs []features.ItemAt) []byte {
 		b = append(b, `,"ts":`...)
 		b = strconv.AppendInt(b, x.TS, 10)
 		b = append(b, `,"type":`...)
-		return appendJSONString(b, x.Type)
+		return append(appendJSONString(b, x.Type), '}')
 	})
 }
 
 func appendNeighbors(b []byte, xs []features.Neighbor) []byte {
-	return appendList(b, xs, func(b []byte, x features.Neighbor) []byte {
-		b = append(b, `{"item":`...)
-		b = appendJSONString(b, x.Item)
-		b = append(b, `,"weight":`...)
-		return appendNumber(b, x.Weight)
-	})
+	return appendNamedNumbers(b, xs, `{"item":`, `,"weight":`, func(x features.Neighbor) (string, float64) { return x.Item, x.Weight })
 }
 
 func appendScored(b []byte, xs []features.Scored) []byte {
-	return appendList(b, xs, func(b []byte, x features.Scored) []byte {
-		b = append(b, `{"id":`...)
-		b = appendJSONString(b, x.ID)
-		b = append(b, `,"score":`...)
-		return appendNumber(b, x.Score)
+	return appendNamedNumbers(b, xs, `{"id":`, `,"score":`, func(x features.Scored) (string, float64) { return x.ID, x.Score })
+}
+
+// appendNamedNumbers appends xs as a list of two-field objects: a string
+// (opened by name, e.g. `{"id":`) and a number (opened by num).
+func appendNamedNumbers[T any](b []byte, xs []T, name, num string, fields func(T) (string, float64)) []byte {
+	return appendList(b, xs, func(b []byte, x T) []byte {
+		s, f := fields(x)
+		b = append(b, name...)
+		b = appendJSONString(b, s)
+		b = append(b, num...)
+		return append(appendNumber(b, f), '}')
 	})
 }
 
 func appendStrings(b []byte, ss []string) []byte {
-	if ss == nil {
-		return append(b, "null"...)
-	}
-	b = append(b, '[')
-	for i, s := range ss {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, s)
-	}
-	return append(b, ']')
+	return appendList(b, ss, appendJSONString)
 }
 
 // appendValuesField appends an entity's feature values as the _f field: a
@@ -283,9 +275,9 @@ func orEmpty[T any](xs []T) []T {
 	return xs
 }
 
-// appendList appends xs as a JSON array of objects: each opened by
-// appendFields and closed here; nil is null.
-func appendList[T any](b []byte, xs []T, appendFields func([]byte, T) []byte) []byte {
+// appendList appends xs as a JSON array, each element by appendElem; nil
+// is null.
+func appendList[T any](b []byte, xs []T, appendElem func([]byte, T) []byte) []byte {
 	if xs == nil {
 		return append(b, "null"...)
 	}
@@ -294,7 +286,7 @@ func appendList[T any](b []byte, xs []T, appendFields func([]byte, T) []byte) []
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(appendFields(b, x), '}')
+		b = appendElem(b, x)
 	}
 	return append(b, ']')
 }
