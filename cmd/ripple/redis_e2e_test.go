@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -32,10 +33,32 @@ import (
 // server processes this way, without a separate build).
 func TestMain(m *testing.M) {
 	if os.Getenv("RIPPLE_TEST_MAIN") == "1" {
+		stop := startProfile(os.Getenv("RIPPLE_TEST_CPUPROFILE"))
 		main()
+		stop()
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// startProfile profiles this process's CPU into a file named by its pid in
+// dir (none when dir is empty): how to profile the worker processes a
+// benchmark starts, e.g.
+//
+//	RIPPLE_TEST_CPUPROFILE=/tmp/prof go test -run XXX -bench 'BenchmarkWorkerThroughput/workers=1' -benchtime 1x ./cmd/ripple
+func startProfile(dir string) (stop func()) {
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("cpu-%d.pprof", os.Getpid())))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cpu profile:", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 type serveProc struct {

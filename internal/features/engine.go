@@ -2,6 +2,7 @@ package features
 
 import (
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,11 @@ type compiled struct {
 	sessionGap, covisGap        int64   // ms
 	hlUserItem, hlUserCat       float64 // half-lives, ms
 	hlTrend                     float64
+	// nUser, nItem, nGlobal: how many values Values reports for an
+	// entity (its map is made that size, not grown).
+	nUser, nItem, nGlobal int
+	// itemWin and globalWin indices in the order of their names.
+	itemWinByName, globalWinByName []int
 }
 
 // typeInfo is what applying an event of one type needs from the specs,
@@ -168,6 +174,14 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 	e.c.lateness = time.Duration(cfg.Lateness).Milliseconds()
 	for i := range cfg.Features {
 		s := &cfg.Features[i]
+		switch s.Scope {
+		case ScopeUser, ScopeUserItem, ScopeUserCategory:
+			e.c.nUser++
+		case ScopeItem:
+			e.c.nItem++
+		case ScopeGlobal:
+			e.c.nGlobal++
+		}
 		switch s.Kind {
 		case KindWindowCount, KindWindowSum:
 			n, width := windowShape(s)
@@ -209,7 +223,18 @@ func NewEngine(cfg *Config, now func() time.Time) *Engine {
 		}
 	}
 	e.global.windows = newWindows(len(e.c.globalWin))
+	e.c.itemWinByName, e.c.globalWinByName = byName(e.c.itemWin), byName(e.c.globalWin)
 	return e
+}
+
+// byName lists the indices of ws in the order of their features' names.
+func byName(ws []winSpec) []int {
+	order := make([]int, len(ws))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(ws[a].spec.Name, ws[b].spec.Name) })
+	return order
 }
 
 // Config returns the engine's feature configuration.

@@ -398,13 +398,31 @@ func (e *Engine) Values(entity, id string) (v Values, ok bool) {
 // values with a clock it read first (partition parts, merged by decaying
 // each to the newest stamp) reads them at that same clock.
 func (e *Engine) ValuesAt(entity, id string, now int64) (v Values, ok bool) {
+	var l []NamedValue
+	l, v.ComputedAt, ok = e.AppendValuesAt(make([]NamedValue, 0, e.valueCount(entity)), entity, id, now)
+	v.Features = make(map[string]Value, len(l))
+	for _, x := range l {
+		v.Features[x.Name] = x.Value
+	}
+	return v, ok
+}
+
+// NamedValue is one feature value and the feature's name.
+type NamedValue struct {
+	Name string
+	Value
+}
+
+// AppendValuesAt is ValuesAt appending the values, in spec order, to dst
+// (which a caller can reuse) instead of making a map: what a writer that
+// only encodes them needs. It returns the entity's computed_at.
+func (e *Engine) AppendValuesAt(dst []NamedValue, entity, id string, now int64) (_ []NamedValue, computedAt int64, ok bool) {
 	wall := e.now().UnixMilli()
-	v.Features = map[string]Value{}
 	put := func(s *Spec, val any, computed int64, isDefault bool) {
 		if s.TTL > 0 && computed > 0 && wall-computed > time.Duration(s.TTL).Milliseconds() {
 			val, isDefault = defaultOf(s), true
 		}
-		v.Features[s.Name] = Value{Value: val, ComputedAt: computed, Default: isDefault}
+		dst = append(dst, NamedValue{Name: s.Name, Value: Value{Value: val, ComputedAt: computed, Default: isDefault}})
 	}
 	switch entity {
 	case EntityUser:
@@ -412,34 +430,47 @@ func (e *Engine) ValuesAt(entity, id string, now int64) (v Values, ok bool) {
 		if u != nil {
 			u.mu.Lock()
 			defer u.mu.Unlock()
-			v.ComputedAt = u.updated
+			computedAt = u.updated
 		}
 		e.userValues(u, now, put)
-		return v, u != nil
+		return dst, computedAt, u != nil
 	case EntityItem:
 		it := e.items.Get(id)
 		if it != nil {
 			it.mu.Lock()
 			defer it.mu.Unlock()
-			v.ComputedAt = it.updated
+			computedAt = it.updated
 		}
 		e.itemValues(it, now, put)
-		return v, it != nil
+		return dst, computedAt, it != nil
 	case EntityGlobal:
 		e.global.mu.Lock()
 		defer e.global.mu.Unlock()
-		v.ComputedAt = e.global.updated
+		computedAt = e.global.updated
 		sums := windowValues(&e.global.windows, e.c.globalWin, now)
 		for i, w := range e.c.globalWin {
 			put(w.spec, sums[i], e.global.updated, false)
 		}
 		e.rateValues(ScopeGlobal, sums, e.c.globalWin, e.global.updated, put)
-		return v, true
+		return dst, computedAt, true
 	}
-	return v, false
+	return dst, 0, false
 }
 
-// Bucket is one non-empty bucket of a window feature: what the events
+// valueCount is how many values an entity has.
+func (e *Engine) valueCount(entity string) int {
+	switch entity {
+	case EntityUser:
+		return e.c.nUser
+	case EntityItem:
+		return e.c.nItem
+	case EntityGlobal:
+		return e.c.nGlobal
+	}
+	return 0
+}
+
+// Bucket is one non-empty bucketof a window feature: what the events
 // with ts/width == Idx added (width = window/buckets).
 type Bucket struct {
 	Idx int64   `json:"i"`
@@ -454,36 +485,56 @@ type Bucket struct {
 // buckets and evaluating them at the newest clock (WindowAt). Their
 // window values could not be summed: each is evaluated at its own clock.
 func (e *Engine) WindowBuckets(entity, id string) map[string][]Bucket {
+	var out map[string][]Bucket
+	if !e.RangeWindowBuckets(entity, id, func(name string, bs []Bucket) {
+		if out == nil {
+			out = map[string][]Bucket{}
+		}
+		out[name] = bs
+	}) {
+		return nil
+	}
+	if out == nil {
+		out = map[string][]Bucket{}
+	}
+	return out
+}
+
+// RangeWindowBuckets is WindowBuckets without the map: fn gets each
+// window feature's name and buckets, in name order; false for an item the
+// engine does not know (fn is not called).
+func (e *Engine) RangeWindowBuckets(entity, id string, fn func(name string, bs []Bucket)) bool {
 	var (
-		w  *windows
-		ws []winSpec
+		w     *windows
+		ws    []winSpec
+		order []int
 	)
 	switch entity {
 	case EntityItem:
 		it := e.items.Get(id)
 		if it == nil {
-			return nil
+			return false
 		}
 		it.mu.Lock()
 		defer it.mu.Unlock()
-		w, ws = &it.windows, e.c.itemWin
+		w, ws, order = &it.windows, e.c.itemWin, e.c.itemWinByName
 	case EntityGlobal:
 		e.global.mu.Lock()
 		defer e.global.mu.Unlock()
-		w, ws = &e.global.windows, e.c.globalWin
+		w, ws, order = &e.global.windows, e.c.globalWin, e.c.globalWinByName
 	default:
-		return nil
+		return false
 	}
-	out := make(map[string][]Bucket, len(ws))
-	for i, s := range ws {
+	all := make([]Bucket, 0, len(w.b))
+	for _, i := range order {
 		lo, hi := w.ring(i, len(ws))
-		bs := make([]Bucket, 0, hi-lo)
+		start := len(all)
 		for _, x := range w.b[lo:hi] {
-			bs = append(bs, Bucket{Idx: x.idx, V: x.v})
+			all = append(all, Bucket{Idx: x.idx, V: x.v})
 		}
-		out[s.spec.Name] = bs
+		fn(ws[i].spec.Name, all[start:len(all):len(all)])
 	}
-	return out
+	return true
 }
 
 // WindowAt is the value of window feature s over buckets at engine clock

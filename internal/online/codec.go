@@ -1,7 +1,9 @@
 package online
 
 import (
+	"bytes"
 	"math"
+	"slices"
 	"strconv"
 
 	json "github.com/goccy/go-json"
@@ -97,20 +99,122 @@ func encode(v any) []byte {
 	return b
 }
 
-// valuesField encodes an entity's feature values as the _f field.
-// It is written by hand (a map of valueDoc, numbers and nulls appended
-// directly, other values through encode): the generic encoder was a tenth
-// of a worker's CPU. decodeValues reads either.
-func valuesField(v features.Values) []byte {
-	b := make([]byte, 0, 48*len(v.Features))
+// The record fields are JSON written by hand: through the generic encoder
+// (reflection, an allocation per field and per growth) encoding was most
+// of a worker's CPU. Each append* function appends exactly what encode
+// appends for the same value (TestHandEncodersMatchTheGenericEncoder), so
+// readers decode either. A nil list is null, as encode writes it.
+
+// appendUserDoc appends the _view field.
+func appendUserDoc(b []byte, d *userDoc) []byte {
+	b = append(b, `{"at":`...)
+	b = strconv.AppendInt(b, d.At, 10)
+	b = append(b, `,"recent":`...)
+	b = appendItemsAt(b, d.Recent)
+	if len(d.Session) > 0 {
+		b = append(b, `,"session":`...)
+		b = appendStrings(b, d.Session)
+	}
+	if len(d.Categories) > 0 {
+		b = append(b, `,"categories":`...)
+		b = appendScored(b, d.Categories)
+	}
+	b = append(b, `,"events":`...)
+	b = strconv.AppendInt(b, int64(d.Events), 10)
+	if d.NoPers {
+		b = append(b, `,"no_personalization":true`...)
+	}
+	return append(b, '}')
+}
+
+// appendItemDoc appends the _info field.
+func appendItemDoc(b []byte, d *itemDoc) []byte {
+	b = append(b, `{"at":`...)
+	b = strconv.AppendInt(b, d.At, 10)
+	if len(d.Categories) > 0 {
+		b = append(b, `,"categories":`...)
+		b = appendStrings(b, d.Categories)
+	}
+	if d.Hidden {
+		b = append(b, `,"hidden":true`...)
+	}
+	if d.Trend != nil {
+		b = append(b, `,"trend":`...)
+		b = appendNumber(b, *d.Trend)
+	}
+	return append(b, '}')
+}
+
+// appendWindowBuckets appends the _win field: the buckets by feature
+// name, as encode writes the map of WindowBuckets, from rangeBuckets (an
+// Engine.RangeWindowBuckets: names in order; false: null).
+func appendWindowBuckets(b []byte, rangeBuckets func(fn func(string, []features.Bucket)) bool) []byte {
+	start := len(b)
 	b = append(b, '{')
-	for name, fv := range v.Features {
-		if len(b) > 1 {
+	if !rangeBuckets(func(name string, bs []features.Bucket) {
+		if len(b) > start+1 {
 			b = append(b, ',')
 		}
 		b = appendJSONKey(b, name)
+		b = appendList(b, bs, func(b []byte, x features.Bucket) []byte {
+			b = append(b, `{"i":`...)
+			b = strconv.AppendInt(b, x.Idx, 10)
+			b = append(b, `,"v":`...)
+			return append(appendNumber(b, x.V), '}')
+		})
+	}) {
+		return append(b[:start], "null"...)
+	}
+	return append(b, '}')
+}
+
+func appendItemsAt(b []byte, xs []features.ItemAt) []byte {
+	return appendList(b, xs, func(b []byte, x features.ItemAt) []byte {
+		b = append(b, `{"item":`...)
+		b = appendJSONString(b, x.Item)
+		b = append(b, `,"ts":`...)
+		b = strconv.AppendInt(b, x.TS, 10)
+		b = append(b, `,"type":`...)
+		return append(appendJSONString(b, x.Type), '}')
+	})
+}
+
+func appendNeighbors(b []byte, xs []features.Neighbor) []byte {
+	return appendNamedNumbers(b, xs, `{"item":`, `,"weight":`, func(x features.Neighbor) (string, float64) { return x.Item, x.Weight })
+}
+
+func appendScored(b []byte, xs []features.Scored) []byte {
+	return appendNamedNumbers(b, xs, `{"id":`, `,"score":`, func(x features.Scored) (string, float64) { return x.ID, x.Score })
+}
+
+// appendNamedNumbers appends xs as a list of two-field objects: a string
+// (opened by name, e.g. `{"id":`) and a number (opened by num).
+func appendNamedNumbers[T any](b []byte, xs []T, name, num string, fields func(T) (string, float64)) []byte {
+	return appendList(b, xs, func(b []byte, x T) []byte {
+		s, f := fields(x)
+		b = append(b, name...)
+		b = appendJSONString(b, s)
+		b = append(b, num...)
+		return append(appendNumber(b, f), '}')
+	})
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	return appendList(b, ss, appendJSONString)
+}
+
+// appendValuesField appends an entity's feature values as the _f field: a
+// map of valueDoc, in the order of vals (readers decode it into a map). Non-finite numbers are null here, where encode
+// would fail. decodeValues reads it.
+func appendValuesField(b []byte, vals []features.NamedValue) []byte {
+	b = append(b, '{')
+	for i, fv := range vals {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONKey(b, fv.Name)
 		b = append(b, `{"v":`...)
-		b = appendValue(b, fv.Value)
+		b = appendValue(b, fv.Value.Value)
 		if fv.ComputedAt != 0 {
 			b = append(b, `,"t":`...)
 			b = strconv.AppendInt(b, fv.ComputedAt, 10)
@@ -123,59 +227,90 @@ func valuesField(v features.Values) []byte {
 	return append(b, '}')
 }
 
-// appendValue appends one feature value: numbers (non-finite ones as
-// null) and the engine's lists directly, anything else through encode.
+// appendValue appends one feature value: what the engine produces
+// directly, anything else through encode. Non-finite numbers are null,
+// and so is a nil []string, but nil lists of the engine's types are empty
+// arrays (as this field has always had them).
 func appendValue(b []byte, v any) []byte {
 	switch val := v.(type) {
 	case nil:
 		return append(b, "null"...)
 	case float64:
 		return appendNumber(b, val)
+	case int:
+		return strconv.AppendInt(b, int64(val), 10)
+	case string:
+		return appendJSONString(b, val)
+	case []string:
+		return appendStrings(b, val)
 	case []features.ItemAt:
-		return appendList(b, val, func(b []byte, x features.ItemAt) []byte {
-			b = append(b, `{"item":`...)
-			b = appendJSONString(b, x.Item)
-			b = append(b, `,"ts":`...)
-			b = strconv.AppendInt(b, x.TS, 10)
-			b = append(b, `,"type":`...)
-			return appendJSONString(b, x.Type)
-		})
+		return appendItemsAt(b, orEmpty(val))
 	case []features.Neighbor:
-		return appendList(b, val, func(b []byte, x features.Neighbor) []byte {
-			b = append(b, `{"item":`...)
-			b = appendJSONString(b, x.Item)
-			b = append(b, `,"weight":`...)
-			return appendNumber(b, x.Weight)
-		})
+		return appendNeighbors(b, orEmpty(val))
 	case []features.Scored:
-		return appendList(b, val, func(b []byte, x features.Scored) []byte {
-			b = append(b, `{"id":`...)
-			b = appendJSONString(b, x.ID)
-			b = append(b, `,"score":`...)
-			return appendNumber(b, x.Score)
-		})
+		return appendScored(b, orEmpty(val))
+	case map[string]any: // the session
+		keys := make([]string, 0, len(val))
+		for k := range val {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONKey(b, k)
+			b = appendValue(b, val[k])
+		}
+		return append(b, '}')
 	}
 	return append(b, encode(v)...)
 }
 
-// appendList appends xs as a JSON array of objects: each opened by
-// appendFields and closed here.
-func appendList[T any](b []byte, xs []T, appendFields func([]byte, T) []byte) []byte {
+func orEmpty[T any](xs []T) []T {
+	if xs == nil {
+		return []T{}
+	}
+	return xs
+}
+
+// appendList appends xs as a JSON array, each element by appendElem; nil
+// is null.
+func appendList[T any](b []byte, xs []T, appendElem func([]byte, T) []byte) []byte {
+	if xs == nil {
+		return append(b, "null"...)
+	}
 	b = append(b, '[')
 	for i, x := range xs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(appendFields(b, x), '}')
+		b = appendElem(b, x)
 	}
 	return append(b, ']')
 }
 
+// appendNumber appends f as encode does (encoding/json's format: plain
+// decimals, exponents only beyond 1e21 or below 1e-6), and non-finite
+// numbers, which encode refuses, as null.
 func appendNumber(b []byte, f float64) []byte {
 	if math.IsInf(f, 0) || math.IsNaN(f) {
 		return append(b, "null"...)
 	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 as e-9, as encoding/json writes it.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
 }
 
 // appendJSONKey appends s as a JSON object key and the colon.
@@ -183,17 +318,53 @@ func appendJSONKey(b []byte, s string) []byte {
 	return append(appendJSONString(b, s), ':')
 }
 
-// appendJSONString appends s quoted; strings that need escaping go
-// through the encoder.
+// appendJSONString appends s quoted; strings that need escaping (encode
+// also escapes <, > and &) go through the encoder.
 func appendJSONString(b []byte, s string) []byte {
 	for i := range len(s) {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x80 || c == '<' || c == '>' || c == '&' {
 			return append(b, encode(s)...)
 		}
 	}
 	b = append(b, '"')
 	b = append(b, s...)
 	return append(b, '"')
+}
+
+// fieldBytes hands out the encoded fields of the records one publisher
+// writes: each is appended to a reused scratch buffer and copied into a
+// chunk many fields share, one allocation per fieldChunk bytes instead of
+// one (and its regrowths) per field. Bytes handed out are never written
+// again: the store may still reference them after Write returned (a write
+// abandoned at its deadline can still be queued in the client). Only the
+// publisher's writer goroutine uses it.
+type fieldBytes struct {
+	scratch []byte
+	chunk   []byte
+}
+
+const fieldChunk = 64 << 10
+
+// release forgets every byte handed out and wipes the scratch buffer: the
+// publisher keeps nothing of a record once its write is done (a user
+// erased since must not linger in a buffer it holds).
+func (f *fieldBytes) release() {
+	clear(f.scratch[:cap(f.scratch)])
+	f.chunk = nil
+}
+
+// keep copies b, appended to f.scratch[:0], out of the scratch buffer.
+func (f *fieldBytes) keep(b []byte) []byte {
+	f.scratch = b[:0]
+	if len(b) > cap(f.chunk)-len(f.chunk) {
+		if len(b) > fieldChunk/8 {
+			return bytes.Clone(b)
+		}
+		f.chunk = make([]byte, 0, fieldChunk)
+	}
+	n := len(f.chunk)
+	f.chunk = append(f.chunk, b...)
+	return f.chunk[n:len(f.chunk):len(f.chunk)]
 }
 
 // decodeValues reads the _f and _at fields back into Values.

@@ -28,9 +28,14 @@ type publisherMetrics struct {
 	// perFeature caches each feature's series: resolving labels per
 	// value published cost 5% of a worker's CPU.
 	perFeature sync.Map // feature name -> *featureSeries
+	// byPosition caches each group's series in the order observe last
+	// saw its values (an engine reads them in spec order): no lookup by
+	// name per value. Only the publisher's writer goroutine observes.
+	byPosition [len(groups)][]*featureSeries
 }
 
 type featureSeries struct {
+	name             string
 	values, defaults prometheus.Counter
 	dist             prometheus.Observer
 }
@@ -39,7 +44,7 @@ func (m *publisherMetrics) series(name string) *featureSeries {
 	if s, ok := m.perFeature.Load(name); ok {
 		return s.(*featureSeries)
 	}
-	s, _ := m.perFeature.LoadOrStore(name, &featureSeries{values: m.values.WithLabelValues(name),
+	s, _ := m.perFeature.LoadOrStore(name, &featureSeries{name: name, values: m.values.WithLabelValues(name),
 		defaults: m.defaults.WithLabelValues(name), dist: m.dist.WithLabelValues(name)})
 	return s.(*featureSeries)
 }
@@ -107,8 +112,9 @@ func newPublisherMetrics(reg prometheus.Registerer, p *Publisher) *publisherMetr
 	return m
 }
 
-func (m *publisherMetrics) observe(group string, computedAt int64, vals features.Values) {
-	g := &m.newest[groupIndex(group)]
+func (m *publisherMetrics) observe(group string, computedAt int64, vals []features.NamedValue) {
+	gi := groupIndex(group)
+	g := &m.newest[gi]
 	for {
 		cur := g.Load()
 		if computedAt <= cur || g.CompareAndSwap(cur, computedAt) {
@@ -116,15 +122,24 @@ func (m *publisherMetrics) observe(group string, computedAt int64, vals features
 		}
 	}
 	sample := m.sampleN.Add(1)%distSample == 0
-	for name, v := range vals.Features {
-		fs := m.series(name)
+	cached := m.byPosition[gi]
+	for i, v := range vals {
+		if i == len(cached) {
+			cached = append(cached, nil)
+		}
+		fs := cached[i]
+		if fs == nil || fs.name != v.Name {
+			fs = m.series(v.Name)
+			cached[i] = fs
+		}
 		fs.values.Inc()
 		if v.Default {
 			fs.defaults.Inc()
 			continue
 		}
-		if f, ok := v.Value.(float64); ok && sample && !math.IsInf(f, 0) && !math.IsNaN(f) {
+		if f, ok := v.Value.Value.(float64); ok && sample && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			fs.dist.Observe(f)
 		}
 	}
+	m.byPosition[gi] = cached
 }

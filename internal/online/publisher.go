@@ -108,7 +108,8 @@ type Publisher struct {
 	mu   sync.Mutex
 	pend pending
 	// unwritten: users changed (or erased) here and not yet acknowledged
-	// by the store, with the offset that changed them last.
+	// by the store, with the offset that changed them last (only when
+	// this node's tiers are refreshed: see localUser).
 	unwritten map[string]uint64
 
 	wake      chan struct{}
@@ -120,6 +121,10 @@ type Publisher struct {
 
 	lastAck    uint64 // writer goroutine only
 	lastGlobal time.Time
+	fields     fieldBytes // writer goroutine only
+	// vals holds the values of the record being built (writer goroutine
+	// only), cleared after each: no user's values outlive their record.
+	vals []features.NamedValue
 }
 
 type pending struct {
@@ -162,8 +167,9 @@ func (p *Publisher) localUser(id string) (userEntry, features.Values, bool) {
 	if !ok {
 		return userEntry{}, features.Values{}, false
 	}
-	_, _, entry, vals := p.userState(id)
-	return entry, vals, true
+	doc, seen := p.userState(id)
+	vals, _ := p.eng.Values(features.EntityUser, id)
+	return newUserEntry(doc.userDoc, seen, doc.exists), vals, true
 }
 
 // Start compares the store's offset for this source with the engine's and
@@ -224,6 +230,8 @@ func (p *Publisher) AfterApply(applied uint64) {
 	if ch.Empty() {
 		return
 	}
+	// Only a node that reads its own users back tracks which are unwritten.
+	local := p.refreshesLocal()
 	p.mu.Lock()
 	if p.pend.empty() {
 		p.pend.since = time.Now()
@@ -234,12 +242,16 @@ func (p *Publisher) AfterApply(applied uint64) {
 	for _, id := range ch.Erased {
 		delete(p.pend.users, id)
 		p.pend.erased[id] = struct{}{}
-		p.unwritten[id] = applied
+		if local {
+			p.unwritten[id] = applied
+		}
 	}
 	for _, id := range ch.Users {
 		delete(p.pend.erased, id)
 		p.pend.users[id] = struct{}{}
-		p.unwritten[id] = applied
+		if local {
+			p.unwritten[id] = applied
+		}
 	}
 	for _, id := range ch.Items {
 		p.pend.items[id] = struct{}{}
@@ -290,6 +302,7 @@ func (p *Publisher) run() {
 
 // flush writes what is pending; false means it must be retried.
 func (p *Publisher) flush(ctx context.Context, final bool) bool {
+	defer p.fields.release()
 	if p.resync.Load() {
 		if err := p.resyncAll(ctx); err != nil {
 			p.m.writes.WithLabelValues("failed").Inc()
@@ -300,7 +313,9 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 	}
 	p.mu.Lock()
 	pend := p.pend
-	p.pend = newPending()
+	// Sized as the last: under load, every flush takes about as many.
+	p.pend = pending{users: make(map[string]struct{}, len(pend.users)), items: make(map[string]struct{}, len(pend.items)),
+		erased: map[string]struct{}{}}
 	// The global record is rewritten at most every GlobalEvery.
 	deferGlobal := pend.global && !final && time.Since(p.lastGlobal) < p.opts.GlobalEvery
 	if deferGlobal {
@@ -315,13 +330,21 @@ func (p *Publisher) flush(ctx context.Context, final bool) bool {
 	if pend.empty() {
 		return true
 	}
-	b := &store.Batch{Source: p.opts.Source, Offset: pend.offset, TTL: p.opts.TTL, Commit: true, Expect: p.lastAck}
-	entries := make(map[string]userEntry, len(pend.users))
-	values := make(map[string]features.Values, len(pend.users))
+	b := &store.Batch{Source: p.opts.Source, Offset: pend.offset, TTL: p.opts.TTL, Commit: true, Expect: p.lastAck,
+		Put: make([]store.Entity, 0, len(pend.users)+len(pend.items)+1)}
+	var entries map[string]userEntry
+	var values map[string]features.Values
+	local := p.refreshesLocal()
+	if local {
+		entries = make(map[string]userEntry, len(pend.users))
+		values = make(map[string]features.Values, len(pend.users))
+	}
 	for id := range pend.users {
-		e, entry, vals := p.userRecord(id)
+		e, entry, vals := p.userRecord(id, local)
 		b.Put = append(b.Put, e)
-		entries[id], values[id] = entry, vals
+		if local {
+			entries[id], values[id] = entry, vals
+		}
 	}
 	for id := range pend.items {
 		b.Put = append(b.Put, p.itemRecord(id))
@@ -397,7 +420,7 @@ func (p *Publisher) lost(storeOffset uint64) {
 // own invalidations do not reach it) and ends the local reads of users
 // the store has caught up with.
 func (p *Publisher) refreshLocal(pend pending, entries map[string]userEntry, values map[string]features.Values) {
-	if p.r != nil && !p.opts.AnnounceOnly {
+	if p.refreshesLocal() {
 		for id, e := range entries {
 			p.r.users.Set(userCacheKey(id), e)
 			p.r.values.Set(valuesCacheKey(features.EntityUser, id), valuesEntry{vals: values[id], found: true})
@@ -428,6 +451,10 @@ func (p *Publisher) refreshLocal(pend pending, entries map[string]userEntry, val
 	}
 	p.mu.Unlock()
 }
+
+// refreshesLocal: this node serves reads from its tiers, which the
+// publisher refreshes with what it wrote.
+func (p *Publisher) refreshesLocal() bool { return p.r != nil && !p.opts.AnnounceOnly }
 
 // requeue puts a failed batch back under what arrived since.
 func (p *Publisher) requeue(old pending) {
@@ -500,7 +527,7 @@ func (p *Publisher) resyncAll(ctx context.Context) error {
 			return true
 		}
 		users[id] = true
-		e, _, _ := p.userRecord(id)
+		e, _, _ := p.userRecord(id, false)
 		chunk = append(chunk, e)
 		if len(chunk) == p.opts.ResyncChunk {
 			err = write(false)
@@ -564,63 +591,96 @@ func (p *Publisher) resyncAll(ctx context.Context) error {
 	return nil
 }
 
-// userState reads one user from the engine: the pipeline's entry and the
-// feature values.
-func (p *Publisher) userState(id string) (userDoc, []string, userEntry, features.Values) {
+// userState reads one user from the engine: the _view document (and
+// whether the engine has the user) and the _seen list.
+func (p *Publisher) userState(id string) (userState, []string) {
 	v := p.eng.User(id, p.opts.RecentItems)
-	vals, _ := p.eng.Values(features.EntityUser, id)
 	seen := p.eng.SeenItems(id, p.opts.Seen)
 	doc := userDoc{At: v.ComputedAt, Recent: v.Recent, Session: v.Session, Categories: v.Categories, Events: v.Events,
 		NoPers: v.NoPersonalization}
-	return doc, seen, newUserEntry(doc, seen, v.Exists), vals
+	return userState{doc, v.Exists}, seen
 }
 
-// userRecord materializes one user: the store record, the decoded entry
-// for this node's tier, and the feature values.
-func (p *Publisher) userRecord(id string) (store.Entity, userEntry, features.Values) {
-	doc, seen, entry, vals := p.userState(id)
-	e := store.Entity{Key: userKey(id)}
+// userState is a user's _view document and whether the engine has them.
+type userState struct {
+	userDoc
+	exists bool
+}
+
+// userRecord materializes one user: the store record and, when local is
+// set, the entry and values for this node's tiers.
+func (p *Publisher) userRecord(id string, local bool) (store.Entity, userEntry, features.Values) {
+	doc, seen := p.userState(id)
+	at := p.readValues(features.EntityUser, id, p.eng.Clock())
+	defer p.clearValues()
+	f := &p.fields
+	e := store.Entity{Key: userKey(id), Fields: make([]store.Field, 0, 5)}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	add(fieldView, encode(doc))
-	add(fieldSeen, encode(seen))
-	add(fieldAt, strconv.AppendInt(nil, doc.At, 10))
-	add(fieldValues, valuesField(vals))
+	add(fieldView, f.keep(appendUserDoc(f.scratch, &doc.userDoc)))
+	add(fieldSeen, f.keep(appendStrings(f.scratch, seen)))
+	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, doc.At, 10)))
+	add(fieldValues, f.keep(appendValuesField(f.scratch, p.vals)))
 	if c := p.eng.Consent(id); c != event.FullConsent {
 		add(fieldConsent, encode(c))
 	}
-	p.m.observe(features.EntityUser, doc.At, vals)
-	return e, entry, vals
+	p.m.observe(features.EntityUser, doc.At, p.vals)
+	if !local {
+		return e, userEntry{}, features.Values{}
+	}
+	vals := features.Values{ComputedAt: at, Features: make(map[string]features.Value, len(p.vals))}
+	for _, v := range p.vals {
+		vals.Features[v.Name] = v.Value
+	}
+	return e, newUserEntry(doc.userDoc, seen, doc.exists), vals
+}
+
+// readValues reads an entity's values at clock now into p.vals and
+// returns its computed_at.
+func (p *Publisher) readValues(entity, id string, now int64) int64 {
+	var at int64
+	p.vals, at, _ = p.eng.AppendValuesAt(p.vals[:0], entity, id, now)
+	return at
+}
+
+func (p *Publisher) clearValues() {
+	clear(p.vals)
+	p.vals = p.vals[:0]
 }
 
 func (p *Publisher) itemRecord(id string) store.Entity {
-	info := make([]features.ItemInfo, 1)
-	p.eng.Items([]string{id}, info)
-	e := store.Entity{Key: itemKey(id), Part: p.opts.Part}
+	var info [1]features.ItemInfo
+	p.eng.Items([]string{id}, info[:])
+	f := &p.fields
+	e := store.Entity{Key: itemKey(id), Part: p.opts.Part, Fields: make([]store.Field, 0, 6)}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	vals := p.partValues(add, features.EntityItem, id)
+	at := p.partValues(add, features.EntityItem, id)
+	defer p.clearValues()
 	nbrs := p.eng.Neighbors(id, p.opts.Neighbors)
 	if nbrs == nil {
 		nbrs = []features.Neighbor{}
 	}
-	add(fieldInfo, encode(newItemDoc(vals.ComputedAt, info[0])))
-	add(fieldNbrs, encode(nbrs))
-	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
-	add(fieldValues, valuesField(vals))
-	p.m.observe(features.EntityItem, vals.ComputedAt, vals)
+	doc := newItemDoc(at, info[0])
+	add(fieldInfo, f.keep(appendItemDoc(f.scratch, &doc)))
+	add(fieldNbrs, f.keep(appendNeighbors(f.scratch, nbrs)))
+	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, at, 10)))
+	add(fieldValues, f.keep(appendValuesField(f.scratch, p.vals)))
+	p.m.observe(features.EntityItem, at, p.vals)
 	return e
 }
 
 func (p *Publisher) globalRecord() store.Entity {
+	f := &p.fields
 	e := store.Entity{Key: globalKey, Part: p.opts.Part}
 	add := func(name string, val []byte) { e.Fields = append(e.Fields, store.Field{Name: name, Value: val}) }
-	vals := p.partValues(add, features.EntityGlobal, "")
-	add(fieldTrend, encode(scoredOrEmpty(p.eng.Trending("", p.opts.Trending))))
+	at := p.partValues(add, features.EntityGlobal, "")
+	defer p.clearValues()
+	add(fieldTrend, f.keep(appendScored(f.scratch, scoredOrEmpty(p.eng.Trending("", p.opts.Trending)))))
 	for _, c := range p.eng.TrendingCategories() {
-		add(trendCatPfx+c, encode(scoredOrEmpty(p.eng.Trending(c, p.opts.Trending))))
+		add(trendCatPfx+c, f.keep(appendScored(f.scratch, scoredOrEmpty(p.eng.Trending(c, p.opts.Trending)))))
 	}
-	add(fieldAt, strconv.AppendInt(nil, vals.ComputedAt, 10))
-	add(fieldValues, valuesField(vals))
-	p.m.observe(features.EntityGlobal, vals.ComputedAt, vals)
+	add(fieldAt, f.keep(strconv.AppendInt(f.scratch, at, 10)))
+	add(fieldValues, f.keep(appendValuesField(f.scratch, p.vals)))
+	p.m.observe(features.EntityGlobal, at, p.vals)
 	return e
 }
 
@@ -635,16 +695,18 @@ func (p *Publisher) globalRecord() store.Entity {
 // values would be aligned from the wrong time. Anything applied after the
 // clock was read is left for the next flush, which the event that changed
 // it causes.
-func (p *Publisher) partValues(add func(string, []byte), entity, id string) features.Values {
-	if p.opts.Part == "" {
-		vals, _ := p.eng.Values(entity, id)
-		return vals
-	}
+func (p *Publisher) partValues(add func(string, []byte), entity, id string) (computedAt int64) {
 	clk := p.eng.Clock()
-	vals, _ := p.eng.ValuesAt(entity, id, clk)
-	add(fieldClk, strconv.AppendInt(nil, clk, 10))
-	add(fieldWin, encode(p.eng.WindowBuckets(entity, id)))
-	return vals
+	at := p.readValues(entity, id, clk)
+	if p.opts.Part == "" {
+		return at
+	}
+	f := &p.fields
+	add(fieldClk, f.keep(strconv.AppendInt(f.scratch, clk, 10)))
+	add(fieldWin, f.keep(appendWindowBuckets(f.scratch, func(fn func(string, []features.Bucket)) bool {
+		return p.eng.RangeWindowBuckets(entity, id, fn)
+	})))
+	return at
 }
 
 func scoredOrEmpty(l []features.Scored) []features.Scored {

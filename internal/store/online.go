@@ -17,7 +17,9 @@ type Online interface {
 	GetAll(ctx context.Context, key string) (map[string][]byte, error)
 	// Write stores a batch of whole entities and then, if b.Commit, the
 	// source's applied offset; it returns the offset the store held for the
-	// source before (0: none, e.g. the store lost its data).
+	// source before (0: none, e.g. the store lost its data). Field values
+	// are not copied: the caller must never modify them once written (a
+	// write abandoned at its deadline may still be in flight).
 	Write(ctx context.Context, b *Batch) (prev uint64, err error)
 	// Offset is the applied log offset the store holds for source.
 	Offset(ctx context.Context, source string) (uint64, error)

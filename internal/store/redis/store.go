@@ -327,7 +327,10 @@ func (s *Store) Write(ctx context.Context, b *store.Batch) (uint64, error) {
 				if e.Part != "" {
 					name = store.PartField(name, e.Part)
 				}
-				args = append(args, name, string(f.Value))
+				// Not copied: Write's callers never modify a value they wrote
+				// (see store.Online), and the client may still be sending it
+				// after a deadline made Write return.
+				args = append(args, name, rueidis.BinaryString(f.Value))
 			}
 			x := rueidis.LuaExec{Keys: []string{s.Key(e.Key)}, Args: args}
 			if e.Part != "" {
