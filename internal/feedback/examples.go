@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ripple-rec/ripple/internal/atomicfile"
 	"github.com/ripple-rec/ripple/internal/model"
 )
 
@@ -308,46 +309,27 @@ type itemStat struct {
 	Engagements float64 `json:"engagements"`
 }
 
-// SaveItems writes every item's impressions and engagements to path
-// (through a temporary file and a rename): the engagement rates the
-// ranker's ctr feature and the exploration slot read survive a restart.
+// SaveItems replaces path with every item's impressions and engagements
+// (atomicfile.Write): the engagement rates the ranker's ctr feature and
+// the exploration slot read survive a restart.
 // Items are catalogue ids with counts over all users: nothing in it is
 // personal.
 func (t *Tracker) SaveItems(path string) error {
-	t.saveMu.Lock() // one writer of the temporary file at a time
-	defer t.saveMu.Unlock()
 	t.mu.Lock()
 	stats := make([]itemStat, 0, len(t.items))
 	for id, c := range t.items {
 		stats = append(stats, itemStat{id, c[0], c[1]})
 	}
 	t.mu.Unlock()
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
-	for i := range stats {
-		if err = enc.Encode(&stats[i]); err != nil {
-			break
+	return atomicfile.Write(path, 0o644, func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		for i := range stats {
+			if err := enc.Encode(&stats[i]); err != nil {
+				return err
+			}
 		}
-	}
-	if err == nil {
-		err = w.Flush()
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
+		return nil
+	})
 }
 
 // LoadItems adds the item statistics SaveItems wrote to path; a missing

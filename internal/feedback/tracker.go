@@ -115,7 +115,6 @@ type Tracker struct {
 	open    []*list
 	pending []Example // closed under the lock, sent after it
 	sinkErr func(error)
-	saveMu  sync.Mutex
 }
 
 // New returns a tracker; metrics are registered on r when not nil.
@@ -155,7 +154,8 @@ func family(model string) string {
 
 // Served records that items were shown to user, best first, by model, with
 // the feature vectors they were ranked with (nil: none; the list then
-// counts in the rates but yields no ranking example).
+// counts in the rates but yields no ranking example). The tracker keeps
+// vecs: the caller must not modify it afterwards.
 func (t *Tracker) Served(user, model string, items []string, vecs [][model.NumRankFeatures]float64) {
 	if user == "" || len(items) == 0 {
 		return
@@ -163,7 +163,7 @@ func (t *Tracker) Served(user, model string, items []string, vecs [][model.NumRa
 	now := t.now()
 	l := &list{at: now, model: model, items: slices.Clone(items)}
 	if t.opts.Examples != nil && len(vecs) == len(items) {
-		l.vecs, l.labels = slices.Clone(vecs), make([]float64, len(items))
+		l.vecs, l.labels = vecs, make([]float64, len(items))
 	}
 	fam := family(model)
 	t.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ripple-rec/ripple/internal/atomicfile"
 )
 
 // Manifest describes one promoted blend: the component artifacts it reads
@@ -131,7 +134,7 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 	for i := range comps {
 		comps[i].Version = comps[i].Name + "@" + strconv.Itoa(v)
 		t := comps[i].Table
-		if err := r.writeFile(comps[i].Version+".rmdl", func(f *os.File) error { return t.Encode(f) }); err != nil {
+		if err := r.writeFile(comps[i].Version+".rmdl", func(w io.Writer) error { return t.Encode(w) }); err != nil {
 			return nil, err
 		}
 	}
@@ -140,10 +143,10 @@ func (r *Registry) Promote(set *Set, info any) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.writeFile(man.Name+".json", func(f *os.File) error { _, err := f.Write(js); return err }); err != nil {
+	if err := r.writeFile(man.Name+".json", func(w io.Writer) error { _, err := w.Write(js); return err }); err != nil {
 		return nil, err
 	}
-	if err := r.writeFile(currentFile, func(f *os.File) error { _, err := f.WriteString(man.Name + "\n"); return err }); err != nil {
+	if err := r.writeFile(currentFile, func(w io.Writer) error { _, err := io.WriteString(w, man.Name+"\n"); return err }); err != nil {
 		return nil, err
 	}
 	next := NewSet(man.Name, set.Items, comps)
@@ -170,7 +173,7 @@ func (r *Registry) Activate(name string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.writeFile(currentFile, func(f *os.File) error { _, err := f.WriteString(name + "\n"); return err }); err != nil {
+	if err := r.writeFile(currentFile, func(w io.Writer) error { _, err := io.WriteString(w, name+"\n"); return err }); err != nil {
 		return nil, err
 	}
 	r.cur.Store(set)
@@ -178,33 +181,12 @@ func (r *Registry) Activate(name string) (*Manifest, error) {
 	return man, nil
 }
 
-// writeFile writes name atomically: temp file, fsync, rename, fsync dir.
-func (r *Registry) writeFile(name string, write func(*os.File) error) error {
-	f, err := os.CreateTemp(r.dir, "."+name+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = write(f)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(r.dir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
+// writeFile writes name atomically (atomicfile.Write).
+func (r *Registry) writeFile(name string, write func(io.Writer) error) error {
+	if err := atomicfile.Write(filepath.Join(r.dir, name), 0o600, write); err != nil {
 		return fmt.Errorf("model: write %s: %w", name, err)
 	}
-	d, err := os.Open(r.dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
 
 // versions lists the blend versions on disk, ascending.
